@@ -1,0 +1,47 @@
+"""XGBoost on the shared recipe: only the model code lives here."""
+
+import mlflow
+import xgboost as xgb
+
+from mlrecipes import recipe
+from mlrecipes.data import flat_float
+from mlrecipes.errors import UserError, require
+
+
+def fit(cfg, ds) -> recipe.Trained:
+    m = cfg.model
+    require(m.num_boost_round >= 1, f"model.num_boost_round must be >= 1, got {m.num_boost_round}")
+    require(m.early_stopping_rounds >= 1, "model.early_stopping_rounds must be >= 1")
+    # Autolog records the xgboost params and the per-iteration train/validation metrics;
+    # the recipe logs the model itself (with signature) and the datasets.
+    mlflow.xgboost.autolog(log_models=False, log_datasets=False, silent=True)
+    dtrain = xgb.DMatrix(flat_float(ds.X_train), label=ds.y_train, feature_names=ds.feature_names)
+    dval = xgb.DMatrix(flat_float(ds.X_val), label=ds.y_val, feature_names=ds.feature_names)
+    params = {
+        **m.params,
+        "objective": "multi:softprob",
+        "num_class": ds.num_classes,
+        "seed": cfg.seed,
+    }
+    try:
+        booster = xgb.train(
+            params,
+            dtrain,
+            num_boost_round=int(m.num_boost_round),
+            evals=[(dtrain, "train"), (dval, "validation")],
+            early_stopping_rounds=int(m.early_stopping_rounds),
+            verbose_eval=int(m.verbose_eval),
+        )
+    except xgb.core.XGBoostError as exc:  # bad params surface here, e.g. max_depth=-1
+        raise UserError(f"xgboost rejected the parameters: {str(exc).splitlines()[0]}") from None
+    best = booster[: booster.best_iteration + 1]  # keep only the early-stopped trees
+
+    return recipe.Trained(
+        prepare=flat_float,
+        predict_proba=lambda X: best.predict(xgb.DMatrix(X, feature_names=ds.feature_names)),
+        log_model=lambda **kw: mlflow.xgboost.log_model(best, model_format="ubj", **kw),
+    )
+
+
+if __name__ == "__main__":
+    recipe.main(__file__, fit)

@@ -1,0 +1,89 @@
+"""Hydra composition: project config + shared groups in the repository's conf/ + overrides."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from mlrecipes.errors import UserError
+
+# src/mlrecipes/config.py -> repository root: read from the checkout at run time, so a
+# project always runs the shared code and config of the checkout it was started from.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SHARED_CONF = REPO_ROOT / "conf"
+
+
+def parse_argv(argv: list[str]) -> list[str]:
+    """`key=value` words plus `--overrides "a=1 b=2"` (MLflow passes that as one quoted word).
+
+    The free-form string is split with shlex here instead of by the shell, so no user value
+    is ever word-split or glob-expanded by a shell.
+    """
+    overrides: list[str] = []
+    words = iter(argv)
+    for word in words:
+        if word == "--overrides":
+            value = next(words, "")
+            try:
+                overrides.extend(shlex.split(value))
+            except ValueError as exc:
+                raise UserError(f"malformed overrides string {value!r}: {exc}") from None
+        elif word.startswith("--"):
+            raise UserError(f"unknown option {word!r}; pass Hydra overrides as key=value")
+        else:
+            overrides.append(word)
+    # `-P overrides=` defaults to an empty string; drop empty words MLflow may pass.
+    return [o for o in overrides if o.strip()]
+
+
+def compose(project_dir: Path, overrides: list[str]) -> DictConfig:
+    """Compose `<project>/conf/config.yaml` with the shared groups; errors become one line."""
+    conf_dir = Path(project_dir).resolve() / "conf"
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+            cfg = hydra_compose(
+                "config",
+                overrides=[*overrides, f"hydra.searchpath=[file://{SHARED_CONF}]"],
+            )
+        OmegaConf.resolve(cfg)
+    except MissingConfigException as exc:
+        group = (exc.missing_cfg_file or "").rsplit("/", 1)
+        if exc.options and len(group) == 2:
+            raise UserError(
+                f"unknown {group[0]} '{group[1]}'; valid: {', '.join(sorted(exc.options))}"
+            ) from None
+        raise UserError(_first_line(exc)) from None
+    except OverrideParseException as exc:
+        raise UserError(f"malformed override '{exc.override}': {_first_line(exc)}") from None
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise UserError(_first_line(exc)) from None
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise UserError(f"missing required config value(s): {', '.join(missing)}")
+    return cfg
+
+
+def flatten(cfg: DictConfig) -> dict[str, str]:
+    """Dotted keys -> strings, the form MLflow params take."""
+    out: dict[str, str] = {}
+
+    def walk(node, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}.{key}" if prefix else str(key))
+        else:
+            out[prefix] = str(node)
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return out
+
+
+def _first_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split("\n")[:2]).strip()
+    return text or type(exc).__name__

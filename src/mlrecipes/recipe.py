@@ -1,0 +1,126 @@
+"""The recipe every project runs: compose → ingest → split → train → evaluate → log → gate.
+
+A project's `train.py` supplies only `fit(cfg, dataset) -> Trained`; everything else,
+including how a run ends on errors and signals, lives here once.
+"""
+
+from __future__ import annotations
+
+import resource
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mlrecipes.errors import UserError
+
+EXIT_USER_ERROR = 2
+EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a terminated process
+SYSTEM_METRICS_INTERVAL_S = 5
+
+
+@dataclass
+class Trained:
+    """What a project's fit returns."""
+
+    predict_proba: Callable[[np.ndarray], np.ndarray]  # model input -> (n, classes)
+    log_model: Callable[..., object]  # flavor log_model(name=, signature=, input_example=)
+    prepare: Callable[[np.ndarray], np.ndarray] = lambda X: X  # dataset X -> model input
+
+
+class Terminated(BaseException):
+    """Raised from the SIGTERM handler so the run can be closed as KILLED."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def peak_rss_mb() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, kids) / 1024.0  # Linux reports KiB
+
+
+def main(project_file: str, fit: Callable, argv: list[str] | None = None) -> None:
+    """Entry point for `train.py`: run the recipe and exit with a meaningful status."""
+    sys.exit(run(Path(project_file).resolve().parent, fit, sys.argv[1:] if argv is None else argv))
+
+
+def run(project_dir: Path, fit: Callable, argv: list[str]) -> int:
+    import mlflow
+
+    from mlrecipes import config, data, evaluate, registry, tracking
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    # Attaches to the run `mlflow run` created (MLFLOW_RUN_ID), or starts one when called directly.
+    # System metrics (CPU, memory over time) show how close a run came to the worker's limits.
+    mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
+    active = mlflow.start_run(log_system_metrics=True)
+    run_id = active.info.run_id
+    try:
+        cfg = config.compose(project_dir, config.parse_argv(argv))
+        tracking.set_tags(cfg)
+        tracking.log_config(cfg)
+
+        ds = data.load(cfg.data)
+        tracking.log_dataset(ds)
+        print(
+            f"[{cfg.project}:{cfg.variant}] data {ds.name}: {len(ds.y_train)} train, "
+            f"{len(ds.y_val)} validation, {len(ds.y_test)} test rows",
+            flush=True,
+        )
+
+        started = time.perf_counter()
+        trained = fit(cfg, ds)
+        train_seconds = time.perf_counter() - started
+        mlflow.log_metric("train_seconds", train_seconds)
+
+        X_test = trained.prepare(ds.X_test)
+        proba = np.asarray(trained.predict_proba(X_test))
+        results = evaluate.evaluate(ds.y_test, proba, ds.class_names)
+        mlflow.flush_async_logging()  # autolog may still be writing per-iteration metrics
+        evaluate.log_training_curves(run_id)
+
+        from mlflow.models import infer_signature
+
+        example = X_test[:5]
+        info = trained.log_model(
+            name="model",
+            signature=infer_signature(example, proba[:5]),
+            input_example=example,
+        )
+        mlflow.log_metric("peak_rss_mb", peak_rss_mb())
+        registry.register_and_gate(
+            info.model_uri, cfg.registry.model_name, run_id, results[cfg.gate.metric], cfg.gate
+        )
+        print(
+            f"[{cfg.project}:{cfg.variant}] test accuracy {results['test_accuracy']:.4f}, "
+            f"train {train_seconds:.1f}s, peak RSS {peak_rss_mb():.0f} MB, run {run_id}",
+            flush=True,
+        )
+    except UserError as exc:
+        _end(mlflow, "FAILED")
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_USER_ERROR
+    except (Terminated, KeyboardInterrupt):
+        _end(mlflow, "KILLED")
+        print(f"error: run {run_id} terminated", file=sys.stderr, flush=True)
+        return EXIT_TERMINATED
+    except Exception:
+        _end(mlflow, "FAILED")
+        traceback.print_exc()
+        return 1
+    _end(mlflow, "FINISHED")
+    return 0
+
+
+def _end(mlflow, status: str) -> None:
+    # Shield the bookkeeping from a second SIGTERM so the run never stays RUNNING.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    mlflow.end_run(status)
