@@ -2,6 +2,7 @@
 
 import mlflow
 import xgboost as xgb
+from omegaconf import OmegaConf
 
 from mlrecipes import recipe
 from mlrecipes.data import flat_float
@@ -18,7 +19,7 @@ def fit(cfg, ds) -> recipe.Trained:
     dtrain = xgb.DMatrix(flat_float(ds.X_train), label=ds.y_train, feature_names=ds.feature_names)
     dval = xgb.DMatrix(flat_float(ds.X_val), label=ds.y_val, feature_names=ds.feature_names)
     params = {
-        **m.params,
+        **OmegaConf.to_container(m.params),
         "objective": "multi:softprob",
         "num_class": ds.num_classes,
         "seed": cfg.seed,
