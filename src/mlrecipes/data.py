@@ -94,8 +94,12 @@ def _find(directory: Path, stem: str) -> Path | None:
     return None
 
 
-def _download(stem: str, directory: Path, mirrors: list[str], timeout: float) -> Path:
-    """Fetch `<stem>.gz` from the first mirror that serves the right bytes; write atomically."""
+def download(stem: str, directory: Path, mirrors: list[str], timeout: float, sha256: str) -> Path:
+    """Fetch `<stem>.gz` from the first mirror whose uncompressed bytes match `sha256`.
+
+    The file is written to a temporary name in `directory` and renamed into place, so a
+    reader never sees a half-written file under the real name.
+    """
     errors = []
     for mirror in mirrors:
         url = mirror.rstrip("/") + f"/{stem}.gz"
@@ -106,15 +110,19 @@ def _download(stem: str, directory: Path, mirrors: list[str], timeout: float) ->
         except (urllib.error.URLError, OSError, EOFError, ValueError) as exc:
             errors.append(f"{url}: {getattr(exc, 'reason', exc)}")
             continue
-        if digest != MNIST_FILES[stem]:
+        if digest != sha256:
             errors.append(f"{url}: checksum mismatch (sha256 {digest[:12]}…)")
             continue
         directory.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{stem}.", suffix=".part")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-        target = directory / f"{stem}.gz"
-        os.replace(tmp, target)  # atomic: readers never see a half-written file
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(payload)
+            target = directory / f"{stem}.gz"
+            os.replace(tmp, target)  # atomic on one filesystem
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
         return target
     raise UserError("; ".join(errors) or "no mirrors configured")
 
@@ -124,9 +132,9 @@ def _mnist_split(directory: Path, prefix: str, cfg) -> tuple[np.ndarray, np.ndar
     for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"):
         stem = f"{prefix}-{kind}"
         path = _find(directory, stem)
-        if path is None and cfg.get("download", True):
+        if path is None and cfg.download:
             try:
-                path = _download(stem, directory, list(cfg.mirrors), cfg.get("timeout", 30))
+                path = download(stem, directory, list(cfg.mirrors), cfg.timeout, MNIST_FILES[stem])
             except UserError as exc:
                 raise UserError(_missing_mnist_message(directory, str(exc))) from None
         if path is None:

@@ -49,6 +49,8 @@ def peak_rss_mb() -> float:
 
 def main(project_file: str, fit: Callable, argv: list[str] | None = None) -> None:
     """Entry point for `train.py`: run the recipe and exit with a meaningful status."""
+    # Line-buffered even when piped (Airflow task logs, CI), so progress shows as it happens.
+    sys.stdout.reconfigure(line_buffering=True)
     sys.exit(run(Path(project_file).resolve().parent, fit, sys.argv[1:] if argv is None else argv))
 
 

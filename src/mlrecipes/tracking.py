@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import warnings
 
 import mlflow
 from omegaconf import DictConfig, OmegaConf
@@ -60,6 +61,13 @@ def set_tags(cfg: DictConfig) -> None:
 
 def log_dataset(ds: Dataset) -> None:
     """Record what was trained and tested on, with MLflow's digest of the rows."""
+    with warnings.catch_warnings():
+        # MLflow 3.17 registers its local-file dataset source twice and warns on every path.
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        _log_dataset(ds)
+
+
+def _log_dataset(ds: Dataset) -> None:
     if ds.frame is not None:
         target = [c for c in ds.frame.columns if str(c) not in (ds.feature_names or [])]
         source = mlflow.data.from_pandas(

@@ -1,0 +1,38 @@
+# mlrecipes: one entry point for set-up, the main job, tests, the UI, benchmarks and the stacks.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+# The embedded default store: one SQLite file in the repository, nothing to start.
+export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
+
+.PHONY: help setup run leaderboard test test-fast ui bench airflow-start airflow-stop airflow-trigger up down lint
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+setup: $(VENV)/.installed  ## create .venv (orchestration: mlflow, hydra, airflow, pytest)
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+run: setup  ## main job: train, evaluate and register every project, then print the leaderboard
+	$(PY) -m mlrecipes.jobs run-all
+
+leaderboard: setup  ## champion and latest run of every registered model
+	$(PY) -m mlrecipes.leaderboard
+
+test: setup  ## every test: unit, smoke (real `mlflow run`), airflow, stack, browser
+	$(PY) -m pytest
+
+test-fast: setup  ## unit tests only (no project environments needed)
+	$(PY) -m pytest tests/unit
+
+ui: setup  ## MLflow UI on http://127.0.0.1:5000 over the embedded store
+	$(VENV)/bin/mlflow ui --backend-store-uri "$(MLFLOW_TRACKING_URI)" --host 127.0.0.1 --port 5000
+
+lint: setup
+	$(VENV)/bin/ruff check src tests projects airflow bench

@@ -1,0 +1,125 @@
+"""One DAG per job of conf/schedule.yaml: each runs `mlflow run` through the mlrecipes launcher.
+
+Airflow only schedules, retries and records; the MLflow Project does the training. The task
+runs `python -m mlrecipes.jobs run <job> -P name=value ...` as an argv list: the trigger
+form's values never pass through a shell. The launcher owns the MLflow run (tags from the
+Airflow context, environment lock, SIGTERM -> run KILLED); this file only wires it to Airflow.
+
+Parse cost: Airflow's SDK, stdlib and the launcher's config reader (PyYAML); no mlflow, no
+framework, no network.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from airflow.sdk import DAG, BaseOperator, BaseOperatorLink, Param
+
+REPO = Path(__file__).resolve().parents[2]
+SRC = str(REPO / "src")
+if SRC not in sys.path:
+    sys.path.insert(0, SRC)
+
+from mlrecipes import jobs  # noqa: E402  (needs SRC on sys.path)
+
+START = datetime(2025, 1, 1)
+
+
+class MlflowRunLink(BaseOperatorLink):
+    """The task's "MLflow run" button: the run in the MLflow UI (also after a failure or a kill)."""
+
+    name = "MLflow run"
+
+    def get_link(self, operator, *, ti_key) -> str:
+        # Airflow 3 calls this in the worker when the task ends and stores the URL for the UI.
+        return getattr(operator, "mlflow_run_url", "") or ""
+
+
+class MlflowJobOperator(BaseOperator):
+    """Runs one schedule job with the launcher; pushes the MLflow run id and URL to XCom."""
+
+    operator_extra_links = (MlflowRunLink(),)
+    ui_color = "#d6ecfa"
+
+    def __init__(self, *, job: str, **kwargs):
+        super().__init__(**kwargs)
+        self.job = job
+        self.mlflow_run_url = ""
+        self._hook = None
+
+    def execute(self, context):
+        from airflow.providers.common.compat.sdk import AirflowException, context_to_airflow_vars
+        from airflow.providers.standard.hooks.subprocess import SubprocessHook
+
+        argv = [sys.executable, "-m", "mlrecipes.jobs", "run", self.job]
+        for name, value in context["params"].items():
+            argv += ["-P", f"{name}={jobs.param_text(value)}"]
+        env = {**os.environ, **context_to_airflow_vars(context, in_env_var_format=True)}
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
+        self._hook = SubprocessHook()
+        with tempfile.TemporaryDirectory(prefix="mlrecipes-") as tmp:
+            receipt = Path(tmp, "run.json")
+            argv += ["--receipt", str(receipt)]
+            try:
+                # Own session (SubprocessHook), cwd = the repository: relative paths stay valid.
+                result = self._hook.run_command(argv, env=env, cwd=str(REPO))
+            finally:  # also on timeout: the run id and link are still worth having
+                run = jobs.read_receipt(receipt)
+                if run:
+                    self.mlflow_run_url = run["url"]
+                    ti = context["ti"]
+                    ti.xcom_push(key="mlflow_run_id", value=run["run_id"])
+                    ti.xcom_push(key="mlflow_experiment_id", value=run["experiment_id"])
+                    ti.xcom_push(key="mlflow_run_url", value=run["url"])
+        if result.exit_code != 0:
+            status = run["status"] if run else "not created"
+            raise AirflowException(f"job {self.job} exited {result.exit_code}; MLflow run {status}")
+        return run["run_id"]
+
+    def on_kill(self) -> None:
+        # SIGTERM to the launcher's group; it forwards it to `mlflow run` and closes the run KILLED.
+        if self._hook is not None:
+            self._hook.send_sigterm()
+
+
+def _build(job: jobs.Job, form: dict) -> DAG:
+    params = {
+        name: Param(f["default"], description=f["schema"].get("description"),
+                    **{k: v for k, v in f["schema"].items() if k != "description"})
+        for name, f in jobs.form_fields(job, form).items()
+    }
+    doc = (f"{job.description}\n\n" if job.description else "") + (
+        f"Runs `mlflow run projects/{job.project}` through `python -m mlrecipes.jobs run {job.name}`. "
+        "The MLflow run id is in XCom (`mlflow_run_id`) and behind the task's **MLflow run** link."
+    )
+    with DAG(
+        dag_id=f"mlrecipes_{job.name}",
+        description=job.description or f"mlflow run projects/{job.project}",
+        schedule=job.schedule,
+        start_date=START,
+        catchup=False,
+        max_active_runs=1,
+        tags=["mlrecipes", job.project, *map(str, job.tags.values())],
+        params=params,
+        doc_md=doc,
+    ) as dag:
+        MlflowJobOperator(
+            task_id="mlflow_run",
+            job=job.name,
+            retries=job.retries,
+            retry_delay=timedelta(minutes=job.retry_delay_minutes),
+            retry_exponential_backoff=job.retry_backoff,
+            max_retry_delay=timedelta(minutes=job.max_retry_delay_minutes),
+            execution_timeout=timedelta(minutes=job.timeout_minutes),
+            pool=job.pool,
+        )
+    return dag
+
+
+_schedule = jobs.load_schedule()
+for _job in _schedule.existing():
+    globals()[f"mlrecipes_{_job.name}"] = _build(_job, _schedule.form)

@@ -1,0 +1,111 @@
+"""TensorFlow/Keras MLP and CNN on the shared recipe: only the model code lives here."""
+
+import math
+import sys
+from importlib import metadata
+
+import keras
+import mlflow
+from omegaconf import OmegaConf
+
+from mlrecipes import recipe
+from mlrecipes.data import flat_float
+from mlrecipes.errors import UserError, require
+
+
+def build(arch, num_inputs: int, num_classes: int) -> keras.Model:
+    """A keras.Sequential of the arch's layer list, then a softmax over the classes."""
+    layers = [keras.Input(shape=(num_inputs,))]
+    for spec in OmegaConf.to_container(arch.layers):
+        kind = spec.pop("layer", None)
+        cls = getattr(keras.layers, str(kind), None)
+        require(
+            isinstance(cls, type) and issubclass(cls, keras.layers.Layer),
+            f"unknown Keras layer '{kind}' in arch.layers",
+        )
+        try:
+            layers.append(cls(**spec))
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"bad arguments for {kind} in arch.layers: {exc}") from None
+    layers.append(keras.layers.Dense(num_classes, activation="softmax"))
+    try:  # Sequential checks that each layer fits the previous one's output shape
+        return keras.Sequential(layers, name=str(arch.name))
+    except ValueError as exc:
+        raise UserError(f"arch '{arch.name}' does not fit its input: {exc}") from None
+
+
+def optimizer(opt, total_steps: int) -> keras.optimizers.Optimizer:
+    require(opt.schedule in ("constant", "cosine"), f"unknown optimizer.schedule '{opt.schedule}'; valid: constant, cosine")
+    rate = float(opt.learning_rate)
+    if opt.schedule == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=total_steps)
+    try:
+        cls = type(keras.optimizers.get(str(opt.name)))
+        return cls(learning_rate=rate, **OmegaConf.to_container(opt.params))
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"bad optimizer '{opt.name}': {exc}") from None
+
+
+class EpochMetrics(keras.callbacks.Callback):
+    """One MLflow point per epoch (step = epoch number): train_* and validation_* metrics."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        metrics = {}
+        for key, value in (logs or {}).items():
+            if key.startswith("val_"):
+                key = "validation_" + key.removeprefix("val_")
+            elif key != "learning_rate":
+                key = "train_" + key
+            metrics[key] = float(value)
+        mlflow.log_metrics(metrics, step=epoch + 1)
+
+
+def requirements() -> list[str]:
+    """Pins for the model's environment: mlflow and the TensorFlow distribution run here.
+
+    Left to itself the flavor pins `tensorflow` next to the inferred `tensorflow-cpu`:
+    the same package twice, and 600 MB more to download.
+    """
+    dist = metadata.packages_distributions()["tensorflow"][0]
+    return [f"mlflow=={mlflow.__version__}", f"{dist}=={metadata.version(dist)}"]
+
+
+def fit(cfg, ds) -> recipe.Trained:
+    t = cfg.train
+    require(t.epochs >= 1, f"train.epochs must be >= 1, got {t.epochs}")
+    require(t.batch_size >= 1, f"train.batch_size must be >= 1, got {t.batch_size}")
+    keras.utils.set_random_seed(cfg.seed)  # Python, NumPy and TensorFlow in one call
+
+    X_train, X_val = flat_float(ds.X_train), flat_float(ds.X_val)
+    model = build(cfg.arch, X_train.shape[1], ds.num_classes)
+    epochs, batch_size = int(t.epochs), int(t.batch_size)
+    model.compile(
+        optimizer=optimizer(cfg.optimizer, epochs * math.ceil(len(X_train) / batch_size)),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    summary = []
+    model.summary(print_fn=lambda line, *a, **k: summary.append(line))
+    mlflow.log_text("\n".join(summary), "model_summary.txt")
+
+    model.fit(
+        X_train,
+        ds.y_train,
+        validation_data=(X_val, ds.y_val),
+        epochs=epochs,
+        batch_size=batch_size,
+        callbacks=[EpochMetrics()],
+        verbose=1 if sys.stdout.isatty() else 2,  # progress bar on a terminal, a line per epoch in logs
+    )
+
+    return recipe.Trained(
+        prepare=flat_float,
+        predict_proba=lambda X: model.predict(X, batch_size=int(t.predict_batch_size), verbose=0),
+        # mlflow.keras.log_model fails with an input example (mlflow#16183); the tensorflow
+        # flavor saves the same .keras file and loads it back through mlflow.pyfunc.
+        log_model=lambda **kw: mlflow.tensorflow.log_model(model, pip_requirements=requirements(), **kw),
+    )
+
+
+if __name__ == "__main__":
+    recipe.main(__file__, fit)

@@ -1,0 +1,72 @@
+"""The two variants as `nn.Module`s, built from `cfg.arch`, plus the wrapper that is logged.
+
+Both nets take (n, 1, 28, 28) float images in [0, 1] and return logits; `Probabilities`
+takes the recipe's flat (n, 784) input and returns (n, 10) class probabilities, so the
+recipe's evaluation and every pyfunc user see the same thing.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # pixel statistics of the MNIST training set
+
+
+class Normalize(nn.Module):
+    def forward(self, x):
+        return (x - MNIST_MEAN) / MNIST_STD
+
+
+class MLP(nn.Module):
+    def __init__(self, hidden: list[int], dropout: float, classes: int = 10):
+        super().__init__()
+        layers: list[nn.Module] = [Normalize(), nn.Flatten()]
+        width = 28 * 28
+        for size in hidden:
+            layers += [nn.Linear(width, size), nn.BatchNorm1d(size), nn.ReLU(), nn.Dropout(dropout)]
+            width = size
+        layers.append(nn.Linear(width, classes))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+class CNN(nn.Module):
+    """Blocks of (3x3 conv, BatchNorm, ReLU) x convs_per_block, each block ending in a 2x2 max-pool."""
+
+    def __init__(self, channels: list[int], convs_per_block: int, hidden: int, dropout: float,
+                 classes: int = 10):
+        super().__init__()
+        layers: list[nn.Module] = [Normalize()]
+        width, side = 1, 28
+        for out in channels:
+            for _ in range(convs_per_block):
+                layers += [nn.Conv2d(width, out, 3, padding=1, bias=False), nn.BatchNorm2d(out),
+                           nn.ReLU(inplace=True)]
+                width = out
+            layers.append(nn.MaxPool2d(2))
+            side //= 2
+        layers += [nn.Flatten(), nn.Dropout(dropout), nn.Linear(width * side * side, hidden),
+                   nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, classes)]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+class Probabilities(nn.Module):
+    """What gets logged: flat [0, 1] pixels (n, 784) -> softmax probabilities (n, 10)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(x.reshape(-1, 1, 28, 28)).softmax(dim=1)
+
+
+def build(arch) -> nn.Module:
+    if arch.name == "mlp":
+        return MLP(list(arch.hidden), float(arch.dropout))
+    return CNN(list(arch.channels), int(arch.convs_per_block), int(arch.hidden), float(arch.dropout))

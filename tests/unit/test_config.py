@@ -1,0 +1,51 @@
+"""Hydra composition of project config + shared groups, and its one-line errors."""
+
+from pathlib import Path
+
+import pytest
+
+from mlrecipes import config
+from mlrecipes.errors import UserError
+
+XGB = Path(__file__).resolve().parents[2] / "projects" / "xgboost"
+
+
+def test_parse_argv_splits_overrides_without_a_shell():
+    argv = ["data=mnist", "--overrides", "model.params.max_depth=4 'gate.min_accuracy=0.5'", "seed=1"]
+    assert config.parse_argv(argv) == ["data=mnist", "model.params.max_depth=4", "gate.min_accuracy=0.5", "seed=1"]
+    assert config.parse_argv(["--overrides", ""]) == []
+    # a value with shell metacharacters stays one literal word; nothing is expanded
+    assert config.parse_argv(["--overrides", "registry.model_name='$(rm -rf x)*'"]) == [
+        "registry.model_name=$(rm -rf x)*"
+    ]
+
+
+def test_compose_merges_shared_groups_and_overrides():
+    cfg = config.compose(XGB, ["data=breast_cancer", "model.params.max_depth=3"])
+    assert cfg.data.kind == "breast_cancer"
+    assert cfg.registry.model_name == "breast_cancer-xgboost"
+    assert cfg.model.params.max_depth == 3
+    assert cfg.gate.alias == "champion"
+    flat = config.flatten(cfg)
+    assert flat["model.params.max_depth"] == "3" and flat["data.name"] == "breast_cancer"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data=nope"], "unknown data 'nope'; valid: breast_cancer, csv, mnist, parquet"),
+        (["model.params.max_depth"], "malformed override 'model.params.max_depth'"),
+        (["model.no_such_key=1"], "no_such_key"),
+        (["data=csv"], "missing required config value(s): data.path, data.target"),
+    ],
+)
+def test_compose_errors_are_one_line(overrides, message):
+    with pytest.raises(UserError) as err:
+        config.compose(XGB, overrides)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_option_is_rejected():
+    with pytest.raises(UserError, match="unknown option '--foo'"):
+        config.parse_argv(["--foo", "1"])
