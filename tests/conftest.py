@@ -25,7 +25,7 @@ class ProjectRun:
 
     @property
     def last_line(self) -> str:
-        lines = [l for l in self.stderr.splitlines() if l.startswith("error:")]
+        lines = [line for line in self.stderr.splitlines() if line.startswith("error:")]
         return lines[-1] if lines else ""
 
 

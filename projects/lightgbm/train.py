@@ -5,7 +5,7 @@ import mlflow
 from omegaconf import OmegaConf
 
 from mlrecipes import recipe
-from mlrecipes.data import flat_float
+from mlrecipes.data import tabular
 from mlrecipes.errors import UserError, require
 
 
@@ -16,8 +16,8 @@ def fit(cfg, ds) -> recipe.Trained:
     # Autolog records the lightgbm params and the per-iteration train/validation metrics;
     # the recipe logs the model itself (with signature) and the datasets.
     mlflow.lightgbm.autolog(log_models=False, log_datasets=False, silent=True)
-    train = lgb.Dataset(flat_float(ds.X_train), label=ds.y_train, feature_name=ds.feature_names or "auto")
-    val = lgb.Dataset(flat_float(ds.X_val), label=ds.y_val, reference=train)
+    train = lgb.Dataset(tabular(ds, ds.X_train), label=ds.y_train)
+    val = lgb.Dataset(tabular(ds, ds.X_val), label=ds.y_val, reference=train)
     params = {
         **OmegaConf.to_container(m.params),
         "objective": "multiclass",
@@ -40,7 +40,7 @@ def fit(cfg, ds) -> recipe.Trained:
         raise UserError(f"lightgbm rejected the parameters: {str(exc).splitlines()[0]}") from None
 
     return recipe.Trained(
-        prepare=flat_float,
+        prepare=lambda X: tabular(ds, X),
         predict_proba=lambda X: booster.predict(X, num_iteration=booster.best_iteration),
         # save_model keeps trees up to best_iteration, so the logged model is the early-stopped one.
         log_model=lambda **kw: mlflow.lightgbm.log_model(booster, **kw),

@@ -5,7 +5,7 @@ import xgboost as xgb
 from omegaconf import OmegaConf
 
 from mlrecipes import recipe
-from mlrecipes.data import flat_float
+from mlrecipes.data import tabular
 from mlrecipes.errors import UserError, require
 
 
@@ -16,8 +16,8 @@ def fit(cfg, ds) -> recipe.Trained:
     # Autolog records the xgboost params and the per-iteration train/validation metrics;
     # the recipe logs the model itself (with signature) and the datasets.
     mlflow.xgboost.autolog(log_models=False, log_datasets=False, silent=True)
-    dtrain = xgb.DMatrix(flat_float(ds.X_train), label=ds.y_train, feature_names=ds.feature_names)
-    dval = xgb.DMatrix(flat_float(ds.X_val), label=ds.y_val, feature_names=ds.feature_names)
+    dtrain = xgb.DMatrix(tabular(ds, ds.X_train), label=ds.y_train)
+    dval = xgb.DMatrix(tabular(ds, ds.X_val), label=ds.y_val)
     params = {
         **OmegaConf.to_container(m.params),
         "objective": "multi:softprob",
@@ -38,8 +38,8 @@ def fit(cfg, ds) -> recipe.Trained:
     best = booster[: booster.best_iteration + 1]  # keep only the early-stopped trees
 
     return recipe.Trained(
-        prepare=flat_float,
-        predict_proba=lambda X: best.predict(xgb.DMatrix(X, feature_names=ds.feature_names)),
+        prepare=lambda X: tabular(ds, X),
+        predict_proba=lambda X: best.predict(xgb.DMatrix(X)),
         log_model=lambda **kw: mlflow.xgboost.log_model(best, model_format="ubj", **kw),
     )
 

@@ -264,3 +264,13 @@ def flat_float(X: np.ndarray) -> np.ndarray:
     if X.dtype == np.uint8:
         return X.reshape(len(X), -1).astype(np.float32) / 255.0
     return X.astype(np.float32, copy=False)
+
+
+def tabular(ds: Dataset, X: np.ndarray):
+    """Input for tabular models: (n, 784) float pixels for MNIST; a DataFrame with the
+    table's column names for tables, so the logged model's signature names its columns."""
+    if ds.feature_names is None:
+        return flat_float(X)
+    import pandas as pd
+
+    return pd.DataFrame(X.astype(np.float32, copy=False), columns=ds.feature_names)

@@ -63,7 +63,7 @@ def log_training_curves(run_id: str) -> None:
             base = base.removeprefix(prefix)
         groups.setdefault(base, []).append(key)
     fig, axes = plt.subplots(len(groups), 1, figsize=(7, 3 * len(groups)), squeeze=False)
-    for ax, (base, members) in zip(axes[:, 0], sorted(groups.items())):
+    for ax, (base, members) in zip(axes[:, 0], sorted(groups.items()), strict=True):
         for key in members:
             points = sorted(histories[key], key=lambda m: m.step)
             ax.plot([m.step for m in points], [m.value for m in points], label=key)
