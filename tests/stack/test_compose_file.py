@@ -4,7 +4,7 @@
   does, validates against its own schema and prints the resolved file.
 - The current compose-spec JSON schema, as vendored by check-jsonschema (`vendor.compose-spec`),
   on the file as written and as resolved.
-System packages: tests/stack/install_deps.sh.
+System packages: tests/stack/install_postgres.sh.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ ONE_SHOT = {"airflow-init"}
 
 def compose_config(env_file: Path) -> subprocess.CompletedProcess:
     exe = shutil.which("docker-compose")
-    assert exe, "docker-compose (Debian package) missing: run tests/stack/install_deps.sh"
+    assert exe, "docker-compose (Debian package) missing: run tests/stack/install_postgres.sh"
     # Only PATH from the caller: no variable of the test's own environment may fill a gap in .env.
     return subprocess.run(
         [exe, "-f", str(COMPOSE_FILE), "--env-file", str(env_file), "--profile", "celery", "config"],
@@ -71,8 +71,8 @@ def resolved(env_file, tmp_path_factory) -> dict:
 
 
 def env_values(env_file: Path) -> dict[str, str]:
-    pairs = (l.split("=", 1) for l in env_file.read_text().splitlines() if l and not l.startswith("#"))
-    return {k: v for k, v in pairs}
+    lines = env_file.read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
 
 
 def test_validates_with_a_complete_env(resolved):
@@ -199,7 +199,34 @@ def test_mlflow_server_accepts_the_host_the_tasks_use(resolved):
     assert host in flags["--allowed-hosts"].split(",")
     assert host.split(":")[0] in services  # the tracking URI names the compose service
     assert "--serve-artifacts" in services["mlflow"]["command"]
-    assert flags["--backend-store-uri"].startswith("postgresql://")
+    # The driver is named (SQLAlchemy 2.1 would pick psycopg 3) and the password is not in the
+    # URI: libpq reads it from PGPASSWORD, which comes from .env.
+    assert re.fullmatch(r"postgresql\+psycopg2://mlflow@postgres:5432/mlflow", flags["--backend-store-uri"])
+    assert services["mlflow"]["environment"]["PGPASSWORD"]
+
+
+def _under_writable_volume(service: dict, path: str) -> bool:
+    mounts = [v.split(":") for v in service["volumes"]]
+    targets = [m[1] for m in mounts if not m[0].startswith("/") and (len(m) < 3 or m[2] != "ro")]
+    return any(path == t or path.startswith(t.rstrip("/") + "/") for t in targets)
+
+
+def test_schedule_compose_profile_fits_the_containers(resolved):
+    """The DAG's `compose` profile points where the containers have things: the tracking server
+    service, and environments (plus uv's Pythons and cache) on a writable named volume."""
+    from mlrecipes.jobs import load_schedule
+
+    services = resolved["config"]["services"]
+    for name in AIRFLOW_SERVICES:
+        service, env = services[name], services[name]["environment"]
+        for job in load_schedule(profile=env["MLRECIPES_PROFILE"]).jobs.values():
+            assert job.resolved_tracking_uri() == env["MLFLOW_TRACKING_URI"], job.name
+            assert job.env_manager == "uv", job.name  # the image has uv, not pyenv
+            paths = {"env_root": job.env_root or env["MLFLOW_ENV_ROOT"]}
+            for var in ("UV_PYTHON_INSTALL_DIR", "UV_CACHE_DIR"):
+                paths[var] = job.env.get(var, env.get(var))
+            for what, path in paths.items():
+                assert path and _under_writable_volume(service, path), (name, job.name, what, path)
 
 
 def test_images_pin_the_mlflow_the_projects_use():
@@ -217,3 +244,16 @@ def test_make_env_never_overwrites(env_file):
     assert proc.returncode == 1 and "exists" in proc.stderr
     values = env_values(env_file)
     assert all(re.fullmatch(r"[A-Za-z0-9_=-]+", values[s]) for s in SECRETS)  # URL-safe
+
+
+def test_the_docs_name_what_the_file_has(resolved):
+    """docs/stack.md (the README's "Run the full stack"): its services and settings exist."""
+    doc = (REPO / "docs" / "stack.md").read_text()
+    services = set(resolved["config"]["services"])
+    named = re.findall(r"docker compose (?:exec|logs -f|ps) ([a-z][\w-]+)|--scale ([\w-]+)=", doc)
+    assert named
+    for service in filter(None, (n for pair in named for n in pair)):
+        assert service in services, service
+    settings = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (REPO / ".env.example").read_text(), re.M))
+    for setting in set(re.findall(r"^([A-Z][A-Z0-9_]+)=", doc, re.M)) | set(re.findall(r"`([A-Z][A-Z0-9_]+)`", doc)):
+        assert setting in settings or setting.startswith(("MLRECIPES_", "MLFLOW_")), setting

@@ -1,6 +1,6 @@
 """The compose topology without Docker: PostgreSQL + MLflow tracking server + a real `mlflow run`.
 
-PostgreSQL (Debian's packages, tests/stack/install_deps.sh) runs a throw-away cluster on
+PostgreSQL (Debian's packages, tests/stack/install_postgres.sh) runs a throw-away cluster on
 127.0.0.1, initialised by the same script the compose stack mounts into the postgres image. The
 tracking server runs with the flags of the compose file's `mlflow` service (PostgreSQL backend,
 proxied artifacts, allowed hosts), only addresses and paths swapped. The xgboost project then runs
@@ -44,7 +44,7 @@ def free_port() -> int:
 
 def pg_bindir() -> Path:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
-    assert found, "PostgreSQL server not installed: run tests/stack/install_deps.sh"
+    assert found, "PostgreSQL server not installed: run tests/stack/install_postgres.sh"
     return Path(found[-1]).parent
 
 
@@ -172,11 +172,13 @@ def list_artifacts(url: str, path: str) -> set[str]:
 def test_project_runs_against_postgres_backed_tracking_server(postgres, tracking_server, tmp_path):
     url = tracking_server["url"]
     env = {**os.environ, "MLFLOW_TRACKING_URI": url, "MLRECIPES_DATA_DIR": str(FIXTURE_DATA)}
+    started = time.monotonic()
     proc = subprocess.run(
         [MLFLOW, "run", str(REPO / "projects" / "xgboost"), "--env-manager", "virtualenv",
          "--experiment-name", "mnist", "-P", "overrides=gate.min_accuracy=0.1"],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=1800,
     )
+    print(f"mlflow run through the tracking server: {time.monotonic() - started:.1f}s wall")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     experiment = api(url, "GET", "/api/2.0/mlflow/experiments/get-by-name",
@@ -210,7 +212,9 @@ def test_project_runs_against_postgres_backed_tracking_server(postgres, tracking
     champion = api(url, "GET", "/api/2.0/mlflow/registered-models/alias",
                    params={"name": name, "alias": "champion"})["model_version"]
     assert (champion["version"], champion["run_id"]) == (version, run_id)
-    model_id = champion["model_id"]
+    assert "champion" in champion["aliases"]
+    assert champion["source"].startswith("models:/")  # MLflow 3: the version points at a logged model
+    model_id = champion["source"][len("models:/"):]
     model = api(url, "GET", f"/api/2.0/mlflow/logged-models/{model_id}")["model"]
     assert model["info"]["source_run_id"] == run_id
     model_root = model["info"]["artifact_uri"]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# System packages the stack tests need, from Debian; idempotent (installs only what is missing).
-#   postgresql       the native stack test starts its own throw-away cluster (no service is enabled)
+# System packages the stack tests (tests/stack) need, from Debian; .ci/run calls this.
+# Idempotent: installs only what is missing, with one `apt-get update` when it does.
+#   postgresql       the native stack test starts its own throw-away cluster on a free port
 #   docker-compose   Compose v1's parser: `docker-compose config` interpolates and validates the
 #                    compose file without a Docker engine (its Recommends, the engine, are skipped)
 set -euo pipefail
