@@ -37,18 +37,19 @@ from mlrecipes.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEDULE_FILE = REPO_ROOT / "conf" / "schedule.yaml"
-PROJECTS_DIR = REPO_ROOT / "projects"
 EXIT_USER_ERROR = 2
 EXIT_TERMINATED = 143  # 128 + SIGTERM
 ENV_MARKER = ".mlrecipes-verified"  # written into an environment once it has been verified
 
-# Hydra override tokens separated by spaces: `key=value`, `+key=value`, `++key=value`, `~key`.
-# No quotes, `$`, `;`, `|`, `&`, backticks, parentheses, globs or redirections: nothing a shell
-# would interpret, even though the value never reaches a shell unquoted.
-_KEY = r"[+~]{0,2}[A-Za-z_][A-Za-z0-9_.\-]*"
+# Hydra override tokens separated by spaces: `key=value`, `+key=value`, `++key=value`, `~key`,
+# `~key=value`. No quotes, `$`, `;`, `|`, `&`, backticks, parentheses, globs or redirections:
+# nothing a shell would interpret, even though the value never reaches a shell unquoted.
+_KEY = r"[A-Za-z_][A-Za-z0-9_.@/\-]*"
 _VALUE = r"[A-Za-z0-9_.,:+\-/@%\[\]]*"
-_TOKEN = rf"{_KEY}(={_VALUE})?"
-OVERRIDES_PATTERN = rf"^\s*({_TOKEN}(\s+{_TOKEN})*)?\s*$"
+_TOKEN = rf"(~{_KEY}(={_VALUE})?|\+{{0,2}}{_KEY}={_VALUE})"
+# Tokens separated by spaces only (a newline separates shell commands). `(?!\n)`: Python's `$`
+# (jsonschema uses re.search) also matches before a final newline, ECMA's (the browser's) does not.
+OVERRIDES_PATTERN = rf"^ *({_TOKEN}( +{_TOKEN})*)? *$(?!\n)"
 
 
 @dataclass(frozen=True)
@@ -75,10 +76,11 @@ class Job:
     pool: str = "default_pool"
     tags: dict = field(default_factory=dict)
     description: str = ""
+    projects_dir: str | None = None
 
     @property
     def project_dir(self) -> Path:
-        return PROJECTS_DIR / self.project
+        return REPO_ROOT / (self.projects_dir or "projects") / self.project  # relative: to the repo
 
     @property
     def exists(self) -> bool:
@@ -188,7 +190,7 @@ def check_params(job: Job, params: dict) -> dict[str, str]:
             {"float": float, "int": int}.get(kind, str)(text)
         except ValueError:
             raise UserError(f"parameter {name}={text!r} is not a {kind}") from None
-        if name == "overrides" and not re.match(OVERRIDES_PATTERN, text):
+        if name == "overrides" and not re.search(OVERRIDES_PATTERN, text):
             raise UserError(f"overrides {text!r}: expected space-separated key=value tokens "
                             "without quotes or shell characters")
         out[name] = text
