@@ -54,9 +54,11 @@ class EpochMetrics(keras.callbacks.Callback):
         for key, value in (logs or {}).items():
             if key.startswith("val_"):
                 key = "validation_" + key.removeprefix("val_")
-            elif key != "learning_rate":
+            else:
                 key = "train_" + key
             metrics[key] = float(value)
+        # the rate the schedule reached by the end of this epoch
+        metrics["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         mlflow.log_metrics(metrics, step=epoch + 1)
 
 
@@ -97,6 +99,8 @@ def fit(cfg, ds) -> recipe.Trained:
         callbacks=[EpochMetrics()],
         verbose=1 if sys.stdout.isatty() else 2,  # progress bar on a terminal, a line per epoch in logs
     )
+    # MLflow predicts on the input example when logging the model; keep Keras' bars out of it.
+    keras.utils.disable_interactive_logging()
 
     return recipe.Trained(
         prepare=flat_float,
