@@ -1,0 +1,87 @@
+"""The xgboost DAG run end to end by Airflow (`dag.test()`), training on the tiny fixture.
+
+Each DAG run happens in its own process (tests/airflow/run_dag.py) on the session's Airflow
+metadata DB and a temporary MLflow store; the real project environment is used.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURE_DATA = REPO / "tests" / "fixtures"
+# Small and fast; the low gate lets a 300-image model register.
+CONF = {"limit": 300, "num_boost_round": 10, "overrides": "gate.min_accuracy=0.1"}
+
+pytestmark = pytest.mark.smoke
+
+
+def _runs(tracking_uri):
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    exps = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(exps, order_by=["attributes.start_time ASC"]) if exps else []
+
+
+def test_xgboost_dag_trains_registers_and_records_the_run(airflow_db, run_dag, tracking_uri):
+    proc = run_dag("mlrecipes_xgboost", CONF, env={"MLRECIPES_DATA_DIR": str(FIXTURE_DATA)})
+    out, _ = proc.communicate(timeout=1800)
+    assert proc.returncode == 0, out[-4000:]
+    result = run_dag.result(out)
+    assert result["state"] == "success" and result["tasks"] == {"mlflow_run": "success"}
+
+    (run,) = _runs(tracking_uri)
+    assert run.info.status == "FINISHED"
+    tags, params = run.data.tags, run.data.params
+    assert tags["airflow.dag_id"] == "mlrecipes_xgboost"
+    assert tags["airflow.dag_run_id"] == result["dag_run_id"]
+    assert tags["airflow.task_id"] == "mlflow_run" and tags["airflow.try_number"] == "1"
+    assert tags["mlrecipes.job"] == "xgboost" and tags["mlrecipes.project"] == "xgboost"
+    assert tags["mlflow.source.type"] == "PROJECT" and tags["mlflow.project.env"] == "virtualenv"
+    assert params["limit"] == "300" and params["data.limit"] == "300"  # the form's values reached -P
+    assert tags["gate.decision"] == "promoted"
+
+    xcom = result["xcom"]
+    assert xcom["mlflow_run_id"] == xcom["return_value"] == run.info.run_id
+    assert xcom["mlflow_run_url"].endswith(f"/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}")
+    assert xcom["_link_MlflowRunLink"] == xcom["mlflow_run_url"]  # the task's "MLflow run" button
+
+
+def test_killed_task_leaves_its_run_killed_and_the_retry_makes_a_fresh_run(
+        airflow_db, run_dag, tracking_uri, schedule_file):
+    # One retry, at once; everything else as configured.
+    env = {"MLRECIPES_DATA_DIR": str(FIXTURE_DATA),
+           "MLRECIPES_SCHEDULE": str(schedule_file(retries=1, retry_delay_minutes=0))}
+    proc = run_dag("mlrecipes_xgboost", CONF, env=env)
+    try:
+        # Kill once train.py runs the recipe (its tags are set after its SIGTERM handler is in).
+        while True:
+            runs = _runs(tracking_uri)
+            if runs and "mlrecipes.project" in runs[0].data.tags:
+                break
+            assert proc.poll() is None, proc.stdout.read()[-4000:]
+            time.sleep(0.5)
+        # What Airflow's supervisor does to a task it kills: SIGTERM to the task process,
+        # whose handler calls the operator's on_kill.
+        os.kill(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=1800)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    result = run_dag.result(out)
+
+    first, second = _runs(tracking_uri)
+    assert first.info.status == "KILLED"
+    assert f"error: run {first.info.run_id} terminated" in out  # closed by train.py itself
+    assert first.data.tags["airflow.try_number"] == "1"
+    assert second.info.status == "FINISHED" and second.info.run_id != first.info.run_id
+    assert second.data.tags["airflow.try_number"] == "2"
+    assert second.data.tags["airflow.dag_run_id"] == first.data.tags["airflow.dag_run_id"]
+    assert result["state"] == "success"
+    assert result["xcom"]["mlflow_run_id"] == second.info.run_id
