@@ -36,3 +36,10 @@ ui: setup  ## MLflow UI on http://127.0.0.1:5000 over the embedded store
 
 lint: setup
 	$(VENV)/bin/ruff check src tests projects airflow bench
+
+up:  ## full stack (PostgreSQL, MLflow server, Airflow 3) with Docker Compose; needs .env (docs/stack.md)
+	test -f .env || python3 compose/make_env.py
+	docker compose up -d --build
+
+down:  ## stop the compose stack (volumes are kept; `docker compose down -v` drops them)
+	docker compose down
