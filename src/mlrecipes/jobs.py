@@ -18,7 +18,6 @@ the top; mlflow is imported inside the functions that launch.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -29,6 +28,7 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
+from functools import lru_cache
 from pathlib import Path
 
 import yaml
@@ -112,12 +112,25 @@ class Schedule:
 _JOB_KEYS = {f.name for f in fields(Job)} - {"name"}
 
 
+# libyaml's parser when PyYAML has it: the DAG file parses YAML at every DAG-processor pass.
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _yaml(text: str):
+    return yaml.load(text, Loader=_Loader)  # noqa: S506  (a safe loader)
+
+
+@lru_cache(maxsize=64)
+def _mlproject(project_dir: Path) -> dict:
+    return _yaml((project_dir / "MLproject").read_text()) or {}
+
+
 def load_schedule(path: str | Path | None = None, profile: str | None = None) -> Schedule:
     """Read the schedule; $MLRECIPES_SCHEDULE and $MLRECIPES_PROFILE pick file and profile."""
     path = Path(path or os.environ.get("MLRECIPES_SCHEDULE") or SCHEDULE_FILE)
     profile = profile or os.environ.get("MLRECIPES_PROFILE") or "local"
     try:
-        doc = yaml.safe_load(path.read_text()) or {}
+        doc = _yaml(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise UserError(f"cannot read schedule {path}: {exc}") from None
     profiles = doc.get("profiles") or {}
@@ -151,7 +164,7 @@ def _merge(base: dict, over: dict) -> dict:
 
 def project_params(job: Job) -> dict[str, dict]:
     """The entry point's declared parameters: {name: {type, default}}."""
-    spec = yaml.safe_load((job.project_dir / "MLproject").read_text())
+    spec = _mlproject(job.project_dir)
     entry = (spec.get("entry_points") or {}).get(job.entry_point)
     if entry is None:
         raise UserError(f"project {job.project} has no entry point {job.entry_point!r}")
@@ -252,7 +265,7 @@ def env_dir_for(job: Job) -> Path:
 
 
 def _python_env_file(job: Job) -> str:
-    spec = yaml.safe_load((job.project_dir / "MLproject").read_text())
+    spec = _mlproject(job.project_dir)
     if not spec.get("python_env"):
         raise UserError(f"project {job.project} has no python_env; use env_manager: local")
     return spec["python_env"]
@@ -529,11 +542,13 @@ def run_all(schedule: Schedule) -> int:
 def _param(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not name:
-        raise argparse.ArgumentTypeError(f"expected name=value, got {text!r}")
+        raise ValueError(f"expected name=value, got {text!r}")  # argparse reports it as usage
     return name, value
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse
+
     parser = argparse.ArgumentParser(prog="python -m mlrecipes.jobs", description=__doc__.split("\n")[0])
     parser.add_argument("--schedule", help="schedule file (default: $MLRECIPES_SCHEDULE or conf/schedule.yaml)")
     parser.add_argument("--profile", help="profile (default: $MLRECIPES_PROFILE or local)")
