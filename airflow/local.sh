@@ -75,48 +75,59 @@ start() {
     [scheduler]="scheduler --skip-serve-logs"
     [dag-processor]="dag-processor"
   )
-  for c in "${COMPONENTS[@]}"; do
-    # shellcheck disable=SC2086  # the fixed argument strings above are meant to split
-    setsid "$VENV_BIN/airflow" ${args[$c]} >"$LOG_DIR/$c.out" 2>&1 < /dev/null &
-    echo $! >"$RUN_DIR/$c.pid"
-  done
+  # API server first: the scheduler's tasks report to it from their first second.
+  launch api-server "${args[api-server]}"
+  wait_healthy api-server
+  launch scheduler "${args[scheduler]}"
+  launch dag-processor "${args[dag-processor]}"
+  wait_healthy scheduler dag-processor
+  echo "Airflow: http://127.0.0.1:$PORT  (logs: $LOG_DIR; stop: airflow/local.sh stop)"
+}
+
+launch() {  # launch <component> <airflow args>: in its own session, so stop can signal its group
+  # shellcheck disable=SC2086  # the fixed argument strings of start() are meant to split
+  setsid "$VENV_BIN/airflow" $2 >"$LOG_DIR/$1.out" 2>&1 < /dev/null &
+  echo $! >"$RUN_DIR/$1.pid"
+}
+
+wait_healthy() {  # wait_healthy <component>...: API healthy and the components still alive
+  local c
   for _ in $(seq 1 120); do
-    if healthy; then
-      echo "Airflow: http://127.0.0.1:$PORT  (logs: $LOG_DIR; stop: airflow/local.sh stop)"
-      return 0
-    fi
-    for c in "${COMPONENTS[@]}"; do
+    for c in "$@"; do
       running "$c" || { echo "$c exited; see $LOG_DIR/$c.out" >&2; tail -20 "$LOG_DIR/$c.out" >&2; stop; exit 1; }
     done
+    if healthy; then sleep 2; return 0; fi
     sleep 1
   done
   echo "Airflow did not become healthy in 120 s; see $LOG_DIR" >&2
+  stop
   exit 1
 }
 
+stop_one() {  # stop_one <component> <seconds>: SIGTERM its whole process group, SIGKILL if it lingers
+  local c="$1" wait_s="$2" pgid
+  [[ -f "$RUN_DIR/$c.pid" ]] || return 0
+  pgid="$(cat "$RUN_DIR/$c.pid")"
+  kill -TERM -- "-$pgid" 2>/dev/null || true
+  for _ in $(seq 1 $((wait_s * 2))); do
+    kill -0 -- "-$pgid" 2>/dev/null || break
+    sleep 0.5
+  done
+  if kill -0 -- "-$pgid" 2>/dev/null; then
+    echo "$c still running after $wait_s s: SIGKILL" >&2
+    kill -KILL -- "-$pgid" 2>/dev/null || true
+  fi
+  rm -f "$RUN_DIR/$c.pid"
+  echo "stopped $c"
+}
+
 stop() {
-  local c pgid
-  for c in "${COMPONENTS[@]}"; do
-    [[ -f "$RUN_DIR/$c.pid" ]] || continue
-    pgid="$(cat "$RUN_DIR/$c.pid")"
-    # The whole group: gunicorn/uvicorn workers, executor workers and task supervisors. A task
-    # gets SIGTERM through its supervisor: its on_kill ends the MLflow run KILLED.
-    kill -TERM -- "-$pgid" 2>/dev/null || true
-  done
-  for c in "${COMPONENTS[@]}"; do
-    [[ -f "$RUN_DIR/$c.pid" ]] || continue
-    pgid="$(cat "$RUN_DIR/$c.pid")"
-    for _ in $(seq 1 60); do
-      kill -0 -- "-$pgid" 2>/dev/null || break
-      sleep 0.5
-    done
-    if kill -0 -- "-$pgid" 2>/dev/null; then
-      echo "$c still running after 30 s: SIGKILL" >&2
-      kill -KILL -- "-$pgid" 2>/dev/null || true
-    fi
-    rm -f "$RUN_DIR/$c.pid"
-    echo "stopped $c"
-  done
+  # Scheduler first, while the API server still answers: its executor's supervisors pass the
+  # SIGTERM to running tasks, whose on_kill ends their MLflow runs KILLED and who then report
+  # their state through the API server. Then the DAG processor, then the API server.
+  stop_one scheduler 120
+  stop_one dag-processor 30
+  stop_one api-server 30
 }
 
 status() {

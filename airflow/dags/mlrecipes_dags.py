@@ -52,7 +52,11 @@ class MlflowJobOperator(BaseOperator):
         self._hook = None
 
     def execute(self, context):
-        from airflow.providers.common.compat.sdk import AirflowException, context_to_airflow_vars
+        from airflow.providers.common.compat.sdk import (
+            AirflowException,
+            AirflowFailException,
+            context_to_airflow_vars,
+        )
         from airflow.providers.standard.hooks.subprocess import SubprocessHook
 
         argv = [sys.executable, "-m", "mlrecipes.jobs", "run", self.job]
@@ -77,7 +81,10 @@ class MlflowJobOperator(BaseOperator):
                     ti.xcom_push(key="mlflow_run_url", value=run["url"])
         if result.exit_code != 0:
             status = run["status"] if run else "not created"
-            raise AirflowException(f"job {self.job} exited {result.exit_code}; MLflow run {status}")
+            message = f"job {self.job} exited {result.exit_code}; MLflow run {status}"
+            if result.exit_code == jobs.EXIT_USER_ERROR:  # bad param/override/data: a retry cannot help
+                raise AirflowFailException(message)
+            raise AirflowException(message)
         return run["run_id"]
 
     def on_kill(self) -> None:
