@@ -136,3 +136,22 @@ def test_gbt_numbers_have_bounds(dagbag):
     for conf in ({"num_boost_round": 0}, {"max_depth": 100}, {"data": "imagenet"}):
         with pytest.raises(ParamValidationError):
             _validate(dag, conf)
+
+
+def test_adding_a_job_is_adding_an_entry(schedule_file, monkeypatch):
+    import yaml
+    from airflow.dag_processing.dagbag import DagBag
+
+    path = schedule_file()
+    doc = yaml.safe_load(path.read_text())
+    doc["jobs"]["xgboost_deep"] = {"project": "xgboost", "params": {"max_depth": 10},
+                                   "schedule": "@weekly", "retries": 5}
+    doc["jobs"]["not_yet"] = {"project": "no_such_project", "schedule": "@daily"}
+    path.write_text(yaml.safe_dump(doc))
+    monkeypatch.setenv("MLRECIPES_SCHEDULE", str(path))
+    bag = DagBag(dag_folder=str(DAGS))
+    assert bag.import_errors == {}
+    dag = bag.dags["mlrecipes_xgboost_deep"]
+    assert dag.schedule == "@weekly" and dag.params["max_depth"] == 10
+    assert dag.get_task("mlflow_run").retries == 5
+    assert "mlrecipes_not_yet" not in bag.dags
