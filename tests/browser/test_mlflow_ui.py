@@ -126,6 +126,8 @@ def browser(tmp_path_factory):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
+    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not Path(path).is_file()]
+    assert not missing, f"{missing} not found: run tests/browser/install_chromium.sh"
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     # The closed network refuses Chromium's background connections: switch them all off.
