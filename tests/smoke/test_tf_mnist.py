@@ -15,8 +15,8 @@ from conftest import FIXTURE_DATA, registered_versions
 from mlrecipes.data import flat_float, read_idx
 
 EPOCH_METRICS = ("train_loss", "train_accuracy", "validation_loss", "validation_accuracy", "learning_rate")
-# Enough epochs on the 540 fixture training images for a CNN that reads digits, not noise.
-CHAMPION_EPOCHS = 30
+# Enough small-batch epochs on the 540 fixture training images for a CNN that reads digits.
+CHAMPION_PARAMS = ("arch=cnn", "epochs=30", "batch_size=32", "overrides=gate.min_accuracy=0.8")
 
 # Runs inside the project's environment: the orchestration venv has no TensorFlow.
 PREDICT = """
@@ -84,9 +84,7 @@ def test_unknown_arch_fails_with_one_line(run_project, tracking_uri):
 @pytest.mark.smoke
 def test_champion_predicts_digits(run_project, tracking_uri, tmp_path):
     # The alias moves only past 80 % test accuracy, so loading @champion needs a real model.
-    proj = run_project(
-        "tf_mnist", "arch=cnn", f"epochs={CHAMPION_EPOCHS}", "overrides=gate.min_accuracy=0.8"
-    )
+    proj = run_project("tf_mnist", *CHAMPION_PARAMS)
     assert proj.returncode == 0, proj.stderr[-3000:]
     assert proj.run.data.tags["gate.decision"] == "promoted", proj.run.data.tags.get("gate.reason")
 
