@@ -40,9 +40,12 @@ export PATH="$VENV_BIN:$PATH"                          # the tasks run `python -
 
 airflow_cli() { "$VENV_BIN/airflow" "$@"; }
 
-running() {  # running <component>: its process group is alive
-  local pid_file="$RUN_DIR/$1.pid"
-  [[ -f "$pid_file" ]] && kill -0 -- "-$(cat "$pid_file")" 2>/dev/null
+alive() {  # alive <pid>: the process (right after launch, before its setsid) or its group lives
+  kill -0 "$1" 2>/dev/null || kill -0 -- "-$1" 2>/dev/null
+}
+
+running() {  # running <component>
+  [[ -f "$RUN_DIR/$1.pid" ]] && alive "$(cat "$RUN_DIR/$1.pid")"
 }
 
 healthy() {
@@ -62,6 +65,7 @@ start() {
   for c in "${COMPONENTS[@]}"; do
     if running "$c"; then echo "already running ($c); 'airflow/local.sh stop' first" >&2; exit 1; fi
   done
+  if healthy; then echo "an Airflow already answers on port $PORT; set AIRFLOW_PORT" >&2; exit 1; fi
   echo "metadata DB: $AIRFLOW_HOME/airflow.db"
   airflow_cli db migrate >"$LOG_DIR/db-migrate.out" 2>&1 || { tail -20 "$LOG_DIR/db-migrate.out" >&2; exit 1; }
   # Pools from conf/schedule.yaml (mlrecipes_dl: deep-learning jobs one at a time).
@@ -108,14 +112,14 @@ stop_one() {  # stop_one <component> <seconds>: SIGTERM its whole process group,
   local c="$1" wait_s="$2" pgid
   [[ -f "$RUN_DIR/$c.pid" ]] || return 0
   pgid="$(cat "$RUN_DIR/$c.pid")"
-  kill -TERM -- "-$pgid" 2>/dev/null || true
+  kill -TERM -- "-$pgid" 2>/dev/null || kill -TERM "$pgid" 2>/dev/null || true
   for _ in $(seq 1 $((wait_s * 2))); do
-    kill -0 -- "-$pgid" 2>/dev/null || break
+    alive "$pgid" || break
     sleep 0.5
   done
-  if kill -0 -- "-$pgid" 2>/dev/null; then
+  if alive "$pgid"; then
     echo "$c still running after $wait_s s: SIGKILL" >&2
-    kill -KILL -- "-$pgid" 2>/dev/null || true
+    kill -KILL -- "-$pgid" 2>/dev/null || kill -KILL "$pgid" 2>/dev/null || true
   fi
   rm -f "$RUN_DIR/$c.pid"
   echo "stopped $c"
