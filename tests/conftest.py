@@ -4,29 +4,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-FIXTURE_DATA = REPO / "tests" / "fixtures"  # holds mnist/: 600 train + 200 test real images
-MLFLOW = str(Path(sys.executable).with_name("mlflow"))
-sys.path.insert(0, str(REPO / "src"))
-
-
-@dataclass
-class ProjectRun:
-    returncode: int
-    stdout: str
-    stderr: str
-    run: object | None  # mlflow.entities.Run of the run `mlflow run` created, if any
-
-    @property
-    def last_line(self) -> str:
-        lines = [line for line in self.stderr.splitlines() if line.startswith("error:")]
-        return lines[-1] if lines else ""
+from helpers import FIXTURE_DATA, MLFLOW, REPO, ProjectRun, all_runs
 
 
 @pytest.fixture
@@ -55,22 +35,12 @@ def run_project(tracking_uri, tmp_path):
         proc_env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri,
                     "MLRECIPES_DATA_DIR": str(FIXTURE_DATA), **(env or {})}
         client = mlflow.MlflowClient(tracking_uri)
-        before = {r.info.run_id for r in _all_runs(client)}
+        before = {r.info.run_id for r in all_runs(client)}
         proc = subprocess.run(argv, capture_output=True, text=True, env=proc_env,
                               cwd=tmp_path, timeout=timeout)
-        new = [r for r in _all_runs(client) if r.info.run_id not in before]
+        new = [r for r in all_runs(client) if r.info.run_id not in before]
         return ProjectRun(proc.returncode, proc.stdout, proc.stderr, new[0] if new else None)
 
     return _run
 
 
-def _all_runs(client):
-    exps = [e.experiment_id for e in client.search_experiments()]
-    return client.search_runs(exps) if exps else []
-
-
-def registered_versions(tracking_uri: str, name: str):
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri)
-    return client.search_model_versions(f"name='{name}'")

@@ -5,7 +5,7 @@ import shutil
 
 import mlflow
 import pytest
-from conftest import FIXTURE_DATA, registered_versions
+from helpers import FIXTURE_DATA, registered_versions
 
 # Per-iteration validation metric each framework's autolog records.
 ITER_METRIC = {"xgboost": "validation-mlogloss", "lightgbm": "validation-multi_logloss"}
