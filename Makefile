@@ -16,7 +16,7 @@ setup: $(VENV)/.installed  ## create .venv (orchestration: mlflow, hydra, airflo
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,airflow]'
 	touch $@
 
 run: setup  ## main job: train, evaluate and register every project, then print the leaderboard
