@@ -6,8 +6,10 @@ collection time, before any test module imports airflow.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,6 +24,7 @@ SCHEDULE = REPO / "conf" / "schedule.yaml"
 FIXTURE_DATA = REPO / "tests" / "fixtures"
 
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="mlrecipes-airflow-"))
+atexit.register(shutil.rmtree, AIRFLOW_HOME, ignore_errors=True)
 os.environ.update({
     "AIRFLOW_HOME": str(AIRFLOW_HOME),
     "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
