@@ -37,6 +37,18 @@ ui: setup  ## MLflow UI on http://127.0.0.1:5000 over the embedded store
 lint: setup
 	$(VENV)/bin/ruff check src tests projects airflow bench
 
+airflow-start: setup  ## local Airflow on http://127.0.0.1:8080 (one DAG per job of conf/schedule.yaml)
+	airflow/local.sh start
+
+airflow-stop:  ## stop local Airflow; running tasks end their MLflow runs KILLED
+	airflow/local.sh stop
+
+airflow-trigger: setup  ## make airflow-trigger DAG=mlrecipes_xgboost CONF='{"limit": 1000}'
+	airflow/local.sh trigger "$$DAG" "$$CONF"
+
+bench: setup  ## full-MNIST benchmark of every variant -> bench/results.json + README table
+	$(PY) bench/run.py
+
 up:  ## full stack (PostgreSQL, MLflow server, Airflow 3) with Docker Compose; needs .env (docs/stack.md)
 	test -f .env || python3 compose/make_env.py
 	docker compose up -d --build
