@@ -99,7 +99,7 @@ def fit(cfg, ds) -> recipe.Trained:
     print(f"{tag} {sum(p.numel() for p in net.parameters()):,} parameters on {device}, "
           f"{epochs} epochs x {steps} steps of {batch}", flush=True)
 
-    started, cpu_started = time.perf_counter(), time.process_time()
+    started = time.perf_counter()
     for epoch in range(1, epochs + 1):
         net.train()
         order = torch.randperm(n, generator=shuffle).to(device)
@@ -133,8 +133,6 @@ def fit(cfg, ds) -> recipe.Trained:
               f"validation loss {val_loss:.4f} acc {val_accuracy:.4f} | "
               f"{time.perf_counter() - started:.1f}s", flush=True)
 
-    # CPU seconds next to the recipe's wall-clock train_seconds: comparable on a shared machine.
-    mlflow.log_metric("train_cpu_seconds", time.process_time() - cpu_started)
     model = models.Probabilities(net).eval()
 
     @torch.no_grad()
