@@ -42,10 +42,10 @@ def test_compose_profile_from_the_environment(monkeypatch):
     job = jobs.load_schedule().job("xgboost")
     assert job.tracking_uri == "http://mlflow:5000"
     assert job.resolved_tracking_uri() == "http://mlflow:5000"
-    assert job.env_manager == "uv" and job.env_root == "/opt/mlrecipes/envs"
+    assert job.env_manager == "uv" and job.env_root == "/opt/mlflow-envs/envs"
     env = jobs.child_env(job)
-    assert env["MLFLOW_ENV_ROOT"] == "/opt/mlrecipes/envs"
-    assert env["UV_PYTHON_INSTALL_DIR"].startswith("/opt/mlrecipes/envs")
+    assert env["MLFLOW_ENV_ROOT"] == "/opt/mlflow-envs/envs"
+    assert env["UV_PYTHON_INSTALL_DIR"].startswith("/opt/mlflow-envs/envs")
 
 
 def test_unknown_profile_job_or_key_is_one_clear_error(tmp_path):
