@@ -45,7 +45,7 @@ def test_compose_profile_from_the_environment(monkeypatch):
     assert job.env_manager == "uv" and job.env_root == "/opt/mlflow-envs/envs"
     env = jobs.child_env(job)
     assert env["MLFLOW_ENV_ROOT"] == "/opt/mlflow-envs/envs"
-    assert env["UV_PYTHON_INSTALL_DIR"].startswith("/opt/mlflow-envs/envs")
+    assert env["UV_PYTHON_INSTALL_DIR"] == "/opt/mlflow-envs/python"  # same volume as the envs
 
 
 def test_unknown_profile_job_or_key_is_one_clear_error(tmp_path):
