@@ -89,9 +89,13 @@ def fit(cfg, ds) -> recipe.Trained:
     optimizer = torch.optim.AdamW(
         net.parameters(), lr=float(t.learning_rate), weight_decay=float(arch.optimizer.weight_decay)
     )
+    total = epochs * steps
+    require(total >= 4, f"{epochs} epoch(s) x {steps} step(s) is too short for the one-cycle schedule: "
+            "train longer or lower train.batch_size")
+    # OneCycleLR divides by the length of each phase: keep the warm-up >= 2 steps on tiny runs.
+    warmup = min(max(float(arch.schedule.warmup_fraction), 2 / total), 0.5)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=float(t.learning_rate), total_steps=epochs * steps,
-        pct_start=float(arch.schedule.warmup_fraction),
+        optimizer, max_lr=float(t.learning_rate), total_steps=total, pct_start=warmup
     )
     augment = make_augment(arch.augment)
     tty = sys.stdout.isatty()
