@@ -2,7 +2,9 @@
 
 import math
 import os
+import re
 import sys
+import time
 from importlib import metadata
 
 # oneDNN kernels train the CNN about 1.8x faster on this project's CPUs; TensorFlow only turns
@@ -18,6 +20,14 @@ from mlrecipes.data import flat_float  # noqa: E402
 from mlrecipes.errors import UserError, require  # noqa: E402
 
 
+def keras_message(exc: Exception) -> str:
+    """The one line that says what is wrong in a Keras error (they span many lines, with colour)."""
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Exception encountered when calling"):
+        lines = lines[1:]
+    return lines[0] if lines else type(exc).__name__
+
+
 def build(arch, num_inputs: int, num_classes: int) -> keras.Model:
     """A keras.Sequential of the arch's layer list, then a softmax over the classes."""
     layers = [keras.Input(shape=(num_inputs,))]
@@ -31,12 +41,12 @@ def build(arch, num_inputs: int, num_classes: int) -> keras.Model:
         try:
             layers.append(cls(**spec))
         except (TypeError, ValueError) as exc:
-            raise UserError(f"bad arguments for {kind} in arch.layers: {exc}") from None
+            raise UserError(f"bad arguments for {kind} in arch.layers: {keras_message(exc)}") from None
     layers.append(keras.layers.Dense(num_classes, activation="softmax"))
     try:  # Sequential checks that each layer fits the previous one's output shape
         return keras.Sequential(layers, name=str(arch.name))
     except ValueError as exc:
-        raise UserError(f"arch '{arch.name}' does not fit its input: {exc}") from None
+        raise UserError(f"arch '{arch.name}' does not fit its input: {keras_message(exc)}") from None
 
 
 def optimizer(opt, total_steps: int) -> keras.optimizers.Optimizer:
@@ -51,7 +61,7 @@ def optimizer(opt, total_steps: int) -> keras.optimizers.Optimizer:
         cls = type(keras.optimizers.get(str(opt.name)))
         return cls(learning_rate=rate, **OmegaConf.to_container(opt.params))
     except (TypeError, ValueError) as exc:
-        raise UserError(f"bad optimizer '{opt.name}': {exc}") from None
+        raise UserError(f"bad optimizer '{opt.name}': {keras_message(exc)}") from None
 
 
 class EpochMetrics(keras.callbacks.Callback):
@@ -98,6 +108,7 @@ def fit(cfg, ds) -> recipe.Trained:
     model.summary(print_fn=lambda line, *a, **k: summary.append(line))
     mlflow.log_text("\n".join(summary), "model_summary.txt")
 
+    cpu_started = time.process_time()
     model.fit(
         X_train,
         ds.y_train,
@@ -107,6 +118,8 @@ def fit(cfg, ds) -> recipe.Trained:
         callbacks=[EpochMetrics()],
         verbose=1 if sys.stdout.isatty() else 2,  # progress bar on a terminal, a line per epoch in logs
     )
+    # CPU time of all of TensorFlow's threads: comparable across runs on a shared machine.
+    mlflow.log_metric("train_cpu_seconds", time.process_time() - cpu_started)
     # MLflow predicts on the input example when logging the model; keep Keras' bars out of it.
     keras.utils.disable_interactive_logging()
 

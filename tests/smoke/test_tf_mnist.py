@@ -52,6 +52,7 @@ def test_variant_trains_logs_and_registers(run_project, tracking_uri, arch):
         steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
         assert steps == list(range(1, epochs + 1)), key
     assert 0.0 <= run.data.metrics["test_accuracy"] <= 1.0
+    assert run.data.metrics["train_cpu_seconds"] > 0
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
     assert "evaluation/confusion_matrix.png" in artifacts and "evaluation/training_curves.png" in artifacts
 
@@ -103,6 +104,5 @@ def test_champion_predicts_digits(run_project, tracking_uri, tmp_path):
 
     # The registered model is the one the run evaluated, with the same preprocessing ...
     assert (predicted == labels).mean() == pytest.approx(proj.run.data.metrics["test_accuracy"])
-    # ... and it reads digits: the first test image of every class.
-    firsts = [int(np.flatnonzero(labels == digit)[0]) for digit in range(10)]
-    assert predicted[firsts].tolist() == labels[firsts].tolist()
+    # ... and it reads digits: the first ten test images (7 2 1 0 4 1 4 9 5 9).
+    assert predicted[:10].tolist() == labels[:10].tolist()
