@@ -4,7 +4,6 @@ import math
 import os
 import re
 import sys
-import time
 from importlib import metadata
 
 # oneDNN kernels train the CNN about 1.8x faster on this project's CPUs; TensorFlow only turns
@@ -108,7 +107,6 @@ def fit(cfg, ds) -> recipe.Trained:
     model.summary(print_fn=lambda line, *a, **k: summary.append(line))
     mlflow.log_text("\n".join(summary), "model_summary.txt")
 
-    cpu_started = time.process_time()
     model.fit(
         X_train,
         ds.y_train,
@@ -118,8 +116,6 @@ def fit(cfg, ds) -> recipe.Trained:
         callbacks=[EpochMetrics()],
         verbose=1 if sys.stdout.isatty() else 2,  # progress bar on a terminal, a line per epoch in logs
     )
-    # CPU time of all of TensorFlow's threads: comparable across runs on a shared machine.
-    mlflow.log_metric("train_cpu_seconds", time.process_time() - cpu_started)
     # MLflow predicts on the input example when logging the model; keep Keras' bars out of it.
     keras.utils.disable_interactive_logging()
 
