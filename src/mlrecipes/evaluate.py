@@ -21,7 +21,7 @@ def evaluate(y_true: np.ndarray, proba: np.ndarray, class_names: list[str]) -> d
     results = {
         "test_accuracy": float(skm.accuracy_score(y_true, y_pred)),
         "test_macro_f1": float(skm.f1_score(y_true, y_pred, average="macro", labels=labels)),
-        "test_log_loss": float(skm.log_loss(y_true, np.clip(proba, 1e-7, 1), labels=labels)),
+        "test_log_loss": float(skm.log_loss(y_true, proba, labels=labels)),  # sklearn clips itself
     }
     mlflow.log_metrics(results)
 
@@ -51,7 +51,8 @@ def evaluate(y_true: np.ndarray, proba: np.ndarray, class_names: list[str]) -> d
 def log_training_curves(run_id: str) -> None:
     """Plot every metric logged at more than one step (per epoch / per iteration)."""
     client = mlflow.MlflowClient()
-    keys = sorted(client.get_run(run_id).data.metrics)
+    # system/* (CPU, memory) are time series too, but not training curves.
+    keys = sorted(k for k in client.get_run(run_id).data.metrics if not k.startswith("system/"))
     histories = {k: client.get_metric_history(run_id, k) for k in keys}
     histories = {k: h for k, h in histories.items() if len(h) > 1}
     if not histories:
