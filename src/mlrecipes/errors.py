@@ -1,5 +1,9 @@
 """Errors a user can cause: they end the run with one readable line, not a traceback."""
 
+# Exit codes shared by train.py (recipe) and the launcher/DAG: 2 tells Airflow a retry cannot help.
+EXIT_USER_ERROR = 2
+EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a terminated process
+
 
 class UserError(Exception):
     """Bad parameter, bad override, missing or corrupt data, unreachable service."""

@@ -33,12 +33,10 @@ from pathlib import Path
 
 import yaml
 
-from mlrecipes.errors import UserError
+from mlrecipes.errors import EXIT_TERMINATED, EXIT_USER_ERROR, UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEDULE_FILE = REPO_ROOT / "conf" / "schedule.yaml"
-EXIT_USER_ERROR = 2
-EXIT_TERMINATED = 143  # 128 + SIGTERM
 ENV_MARKER = ".mlrecipes-verified"  # written into an environment once it has been verified
 
 # Hydra override tokens separated by spaces: `key=value`, `+key=value`, `++key=value`, `~key`,

@@ -17,10 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mlrecipes.errors import UserError
+from mlrecipes.errors import EXIT_TERMINATED, EXIT_USER_ERROR, UserError
 
-EXIT_USER_ERROR = 2
-EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a terminated process
 SYSTEM_METRICS_INTERVAL_S = 5
 
 
