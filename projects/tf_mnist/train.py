@@ -85,8 +85,7 @@ def requirements() -> list[str]:
     Left to itself the flavor pins `tensorflow` next to the inferred `tensorflow-cpu`:
     the same package twice, and 600 MB more to download.
     """
-    dist = metadata.packages_distributions()["tensorflow"][0]
-    return [f"mlflow=={mlflow.__version__}", f"{dist}=={metadata.version(dist)}"]
+    return recipe.pinned_requirements("mlflow", metadata.packages_distributions()["tensorflow"][0], "numpy")
 
 
 def fit(cfg, ds) -> recipe.Trained:

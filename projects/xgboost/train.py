@@ -8,15 +8,20 @@ from mlrecipes import recipe
 from mlrecipes.data import tabular
 from mlrecipes.errors import UserError, require
 
+MAX_IMPORTANCE_FEATURES = 100
+
 
 def fit(cfg, ds) -> recipe.Trained:
     m = cfg.model
     require(m.num_boost_round >= 1, f"model.num_boost_round must be >= 1, got {m.num_boost_round}")
     require(m.early_stopping_rounds >= 1, "model.early_stopping_rounds must be >= 1")
     # Autolog records the xgboost params and the per-iteration train/validation metrics;
-    # the recipe logs the model itself (with signature) and the datasets.
-    mlflow.xgboost.autolog(log_models=False, log_datasets=False, silent=True)
-    dtrain = xgb.DMatrix(tabular(ds, ds.X_train), label=ds.y_train)
+    # the recipe logs the model itself (with signature) and the datasets. Feature importance
+    # only for tables: MNIST's 784-bar chart says nothing and costs ~6 s to draw.
+    X_train = tabular(ds, ds.X_train)
+    importance = ["weight"] if X_train.shape[1] <= MAX_IMPORTANCE_FEATURES else []
+    mlflow.xgboost.autolog(log_models=False, log_datasets=False, silent=True, importance_types=importance)
+    dtrain = xgb.DMatrix(X_train, label=ds.y_train)
     dval = xgb.DMatrix(tabular(ds, ds.X_val), label=ds.y_val)
     params = {
         **OmegaConf.to_container(m.params),

@@ -9,8 +9,11 @@ The Airflow DAG file, `make run` and users all launch through `run`, which:
 1. creates the MLflow run itself (the same call `mlflow run` makes), so its id is known from
    the start: written to `--receipt` for Airflow's XCom, and closed by us if the project never does;
 2. makes sure the project's environment is complete, under a per-environment file lock;
-3. runs `mlflow run --run-id <id> ...` as an argv list (never a shell string) in its own
-   process group, and forwards SIGTERM/SIGINT there, so a killed task leaves its run KILLED.
+3. runs the project with `mlflow.projects.run(..., run_id=<id>)` in this process: the Python API
+   behind the `mlflow run` CLI, with parameters as a dict (never a shell string). In-process
+   because MLflow 3's CLI spends ~4.5 s importing its server and assistant modules before it runs
+   anything; one MLflow import per launch keeps the warm overhead over `python train.py` small.
+   SIGTERM/SIGINT are forwarded to every process under us, so a killed task leaves its run KILLED.
 
 Import cost matters (the DAG file imports this module at parse time): stdlib + PyYAML only at
 the top; mlflow is imported inside the functions that launch.
@@ -216,14 +219,11 @@ def param_text(value) -> str:
     return str(value)
 
 
-def mlflow_argv(job: Job, params: dict[str, str], run_id: str, experiment_id: str) -> list[str]:
-    """The `mlflow run` command line: a list, never a shell string."""
-    argv = [sys.executable, "-m", "mlflow", "run", str(job.project_dir),
-            "--entry-point", job.entry_point, "--env-manager", job.env_manager,
-            "--experiment-id", experiment_id, "--run-id", run_id]
-    for name, value in params.items():
-        argv += ["-P", f"{name}={value}"]
-    return argv
+def project_run_kwargs(job: Job, params: dict[str, str], run_id: str, experiment_id: str) -> dict:
+    """Arguments of `mlflow.projects.run` (what `mlflow run` passes it): parameters stay a dict."""
+    return {"uri": str(job.project_dir), "entry_point": job.entry_point, "parameters": params,
+            "experiment_id": experiment_id, "run_id": run_id, "env_manager": job.env_manager,
+            "synchronous": True}  # False would start the `mlflow run` CLI in a subprocess
 
 
 def child_env(job: Job) -> dict[str, str]:
@@ -369,17 +369,21 @@ class Terminated(Exception):
 
 
 class _Children:
-    """Runs children in their own process group and forwards SIGTERM/SIGINT to it.
+    """Forwards SIGTERM/SIGINT to whatever runs under us, then waits for it to close its run.
 
-    Why a group of its own: `mlflow run` dies on SIGTERM at once (default handler) and leaves its
-    `bash -c ... train.py` child running, while train.py ends its run KILLED on SIGTERM. So the
-    signal goes to the whole group (mlflow run, bash, train.py), then we wait until every member
-    is gone, so the run is closed before we report; and a terminal's Ctrl-C reaches only us.
+    Two kinds of children: `prepare-env` runs as a child in its own process group (the signal
+    goes to the group: its pip installs stop too); the project runs in-process under
+    `mlflow.projects.run`, which starts `bash -c "source activate && python train.py"` in our
+    group, so the signal goes to every descendant (bash dies at once; train.py closes its run
+    KILLED). Either way we wait until they are gone, SIGKILL after the grace period, so the
+    run is closed before we report.
     """
 
     def __init__(self, grace_seconds: float):
         self.grace = grace_seconds
         self.child: subprocess.Popen | None = None
+        self.in_project = False
+        self.stopping: list = []  # psutil processes we signalled, waited for after the project
         self.signaled = False
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
@@ -387,17 +391,29 @@ class _Children:
     def _on_signal(self, signum, frame):
         first = not self.signaled
         self.signaled = True
-        if self.child is None:
-            if first:
-                raise Terminated()
-            return
-        self._kill(signal.SIGTERM if first else signal.SIGKILL)
+        sig = signal.SIGTERM if first else signal.SIGKILL
+        if self.child is not None:
+            self._kill(sig)
+        elif not (self.in_project and self._signal_descendants(sig)) and first:
+            raise Terminated()  # nothing running yet: stop where we are
 
     def _kill(self, sig) -> None:
         try:
             os.killpg(self.child.pid, sig)
         except ProcessLookupError:
             pass
+
+    def _signal_descendants(self, sig) -> bool:
+        import psutil
+
+        procs = psutil.Process().children(recursive=True)
+        for proc in procs:
+            try:
+                proc.send_signal(sig)
+            except psutil.NoSuchProcess:
+                pass
+        self.stopping += procs
+        return bool(procs)
 
     def run(self, argv: list[str], env: dict, cwd: Path) -> int:
         self.child = subprocess.Popen(argv, env=env, cwd=cwd, start_new_session=True)
@@ -409,6 +425,29 @@ class _Children:
             return rc
         finally:
             self.child = None
+
+    @contextmanager
+    def project(self):
+        """Around `mlflow.projects.run`: signals reach the processes it starts."""
+        if self.signaled:
+            raise Terminated()
+        self.in_project = True
+        try:
+            yield
+        finally:
+            self.in_project = False
+            self._wait_stopping_gone()
+
+    def _wait_stopping_gone(self) -> None:
+        import psutil
+
+        # bash is gone at once; train.py (reparented) may still be closing its run.
+        _, alive = psutil.wait_procs(self.stopping, timeout=self.grace)
+        for proc in alive:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
 
     def _wait_group_gone(self) -> None:
         deadline = None
@@ -426,6 +465,19 @@ class _Children:
             elif time.monotonic() > deadline:
                 self._kill(signal.SIGKILL)
             time.sleep(0.2)
+
+
+@contextmanager
+def _environ(env: dict[str, str]):
+    """os.environ set to env for the duration."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def _experiment_id(client, name: str) -> str:
@@ -461,14 +513,22 @@ def read_receipt(path: str | Path) -> dict | None:
 
 
 def launch(job: Job, overrides: dict | None = None, receipt: str | None = None) -> int:
-    """Run one job through `mlflow run`; returns its exit status (143 when terminated)."""
+    """Run one job as an MLflow Project; returns its exit status (143 when terminated)."""
     if not job.exists:
         raise UserError(f"job {job.name}: project {job.project_dir} has no MLproject")
     params = check_params(job, {**job.params, **(overrides or {})})
+    # The job's environment for us too (MLflow reads its settings, e.g. telemetry, at import);
+    # `mlflow.projects.run` hands os.environ on to the project.
+    with _environ(child_env(job)):
+        return _launch(job, params, receipt)
+
+
+def _launch(job: Job, params: dict[str, str], receipt: str | None) -> int:
     children = _Children(job.kill_grace_seconds)
-    env = child_env(job)
 
     import mlflow
+    import mlflow.projects
+    from mlflow.exceptions import ExecutionException, MlflowException
     from mlflow.projects.utils import _create_run
 
     from mlrecipes.tracking import AIRFLOW_CONTEXT
@@ -490,18 +550,32 @@ def launch(job: Job, overrides: dict | None = None, receipt: str | None = None) 
         tags.update({tag: os.environ[var] for var, tag in AIRFLOW_CONTEXT.items() if os.environ.get(var)})
         for key, value in tags.items():
             client.set_tag(run_id, key, value)
-        # Environment check/build in a child too, so a SIGTERM also stops its pip installs.
-        rc = children.run([sys.executable, "-m", "mlrecipes.jobs", "prepare-env", job.name],
-                          env=env, cwd=REPO_ROOT)
-        if rc == 0 and not children.signaled:
-            rc = children.run(mlflow_argv(job, params, run_id, experiment_id), env=env, cwd=REPO_ROOT)
+        rc = 0
+        if job.env_manager != "local" and not is_marked(env_dir_for(job)):
+            # Checked or built in a child, so a SIGTERM also stops its pip installs.
+            rc = children.run([sys.executable, "-m", "mlrecipes.jobs", "prepare-env", job.name],
+                              env=dict(os.environ), cwd=REPO_ROOT)
+        if rc == 0:
+            with children.project():
+                try:
+                    mlflow.projects.run(**project_run_kwargs(job, params, run_id, experiment_id))
+                except ExecutionException:  # the project failed; train.py said why on stderr
+                    rc = 1
+                except MlflowException as exc:  # before the project started, e.g. its environment
+                    print(f"error: {str(exc.message).strip().splitlines()[0]}", file=sys.stderr, flush=True)
+                    rc = 1
+        if rc:
+            # The recipe records its exit status (2: bad input, a retry cannot help) on the run.
+            rc = int(client.get_run(run_id).data.tags.get("mlrecipes.exit_code", rc))
     except Terminated:
         pass
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the bookkeeping below must complete
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         status = client.get_run(run_id).info.status
-        if status in ("RUNNING", "SCHEDULED"):  # the project never got to close it
+        # RUNNING: the project never got to close it. FAILED after a signal: MLflow closes the
+        # run FAILED as soon as bash dies, racing train.py closing it KILLED; train.py is gone now.
+        if status in ("RUNNING", "SCHEDULED") or (children.signaled and status == "FAILED"):
             status = "KILLED" if children.signaled else ("FINISHED" if rc == 0 else "FAILED")
             client.set_terminated(run_id, status)
         _write_receipt(receipt, {**receipt_doc, "status": status})

@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -46,6 +47,7 @@ def test_compose_profile_from_the_environment(monkeypatch):
     env = jobs.child_env(job)
     assert env["MLFLOW_ENV_ROOT"] == "/opt/mlflow-envs/envs"
     assert env["UV_PYTHON_INSTALL_DIR"] == "/opt/mlflow-envs/python"  # same volume as the envs
+    assert env["MLFLOW_DISABLE_TELEMETRY"] == "true"  # the defaults' env, merged with the profile's
 
 
 def test_unknown_profile_job_or_key_is_one_clear_error(tmp_path):
@@ -82,16 +84,14 @@ def test_a_job_whose_project_is_missing_is_skipped(tmp_path):
 # ---------------------------------------------------------------- params and argv
 
 
-def test_mlflow_argv_is_a_list_with_one_word_per_value():
+def test_project_run_gets_the_params_as_a_dict_never_a_command_line():
     job = jobs.load_schedule().job("tf_mnist_cnn")
     params = jobs.check_params(job, {**job.params, "epochs": 3.0, "overrides": "seed=7 +x.y=[1,2]"})
-    argv = jobs.mlflow_argv(job, params, "r" * 32, "5")
-    assert argv[:5] == [sys.executable, "-m", "mlflow", "run", str(REPO / "projects" / "tf_mnist")]
-    assert argv[argv.index("--env-manager") + 1] == "virtualenv"
-    assert argv[argv.index("--run-id") + 1] == "r" * 32
-    assert argv[argv.index("--experiment-id") + 1] == "5"
-    pairs = [argv[i + 1] for i, word in enumerate(argv) if word == "-P"]
-    assert pairs == ["arch=cnn", "epochs=3", "overrides=seed=7 +x.y=[1,2]"]
+    kwargs = jobs.project_run_kwargs(job, params, "r" * 32, "5")
+    assert kwargs["uri"] == str(REPO / "projects" / "tf_mnist") and kwargs["entry_point"] == "main"
+    assert kwargs["env_manager"] == "virtualenv" and kwargs["synchronous"] is True
+    assert kwargs["run_id"] == "r" * 32 and kwargs["experiment_id"] == "5"
+    assert kwargs["parameters"] == {"arch": "cnn", "epochs": "3", "overrides": "seed=7 +x.y=[1,2]"}
 
 
 def test_check_params_rejects_unknown_names_bad_types_and_shell_characters():
@@ -298,3 +298,55 @@ def test_sigterm_while_waiting_for_the_env_ends_the_run_killed(tiny, tracking_ur
     assert mlflow.MlflowClient(tracking_uri).get_run(run_id).info.status == "KILLED"
     assert jobs.read_receipt(receipt)["status"] == "KILLED"
     assert not env_dir.exists() or not jobs.is_marked(env_dir)
+
+
+# ---------------------------------------------------------------- launching a real project
+
+
+def _launch(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "MLRECIPES_DATA_DIR": str(REPO / "tests" / "fixtures")}
+    return subprocess.Popen([sys.executable, "-m", "mlrecipes.jobs", "run", "xgboost", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, env=env,
+                            start_new_session=True)  # like Airflow's SubprocessHook
+
+
+@pytest.mark.smoke
+def test_a_project_failing_on_bad_input_exits_2_so_airflow_does_not_retry(tracking_uri):
+    import mlflow
+
+    proc = _launch("-P", "data=nope", "-P", "limit=300")
+    out = proc.communicate(timeout=900)[0]
+    assert proc.returncode == jobs.EXIT_USER_ERROR, out
+    (run,) = mlflow.MlflowClient(tracking_uri).search_runs(
+        [mlflow.MlflowClient(tracking_uri).get_experiment_by_name("mnist").experiment_id])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["mlrecipes.exit_code"] == "2"
+    assert "nope" in run.data.tags["mlrecipes.error"]  # why, in the UI
+
+
+@pytest.mark.smoke
+def test_sigterm_to_the_launcher_alone_reaches_train_py_and_ends_the_run_killed(tracking_uri):
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    proc = _launch("-P", "limit=300", "-P", "num_boost_round=100000", "-P", "early_stopping_rounds=100000")
+    try:
+        while True:  # train.py's handlers are in once it has set the recipe's tags
+            exp = client.get_experiment_by_name("mnist")
+            runs = client.search_runs([exp.experiment_id]) if exp else []
+            if runs and "mlrecipes.project" in runs[0].data.tags:
+                break
+            assert proc.poll() is None, proc.stdout.read()[-4000:]
+            time.sleep(0.5)
+        os.kill(proc.pid, signal.SIGTERM)  # the launcher only: it must forward to the project
+        out = proc.communicate(timeout=300)[0]
+        with pytest.raises(ProcessLookupError):
+            os.killpg(proc.pid, 0)  # nothing of the launch is left running
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == jobs.EXIT_TERMINATED, out
+    run = client.get_run(runs[0].info.run_id)
+    assert run.info.status == "KILLED"
+    assert f"error: run {run.info.run_id} terminated" in out  # closed by train.py itself
+    assert run.data.tags["mlrecipes.exit_code"] == "143"

@@ -70,6 +70,8 @@ def test_variant_trains_logs_and_registers(run_project, tracking_uri, arch):
     assert {"tensorflow", "python_function"} <= set(info.flavors)
     assert info.signature.inputs.inputs[0].shape == (-1, 784)  # the flat pixels, any batch
     assert info.saved_input_example_info is not None
+    pins = Path(mlflow.pyfunc.get_model_dependencies(info.model_uri)).read_text().split()
+    assert sum(p.startswith(("tensorflow==", "tensorflow-cpu==", "tensorflow_cpu==")) for p in pins) == 1, pins
 
 
 @pytest.mark.smoke

@@ -51,6 +51,10 @@ def test_variant_trains_logs_and_registers(run_project, tracking_uri, arch):
     )
     assert [m.source_run_id for m in models] == [run.info.run_id]
     assert "pytorch" in mlflow.models.get_model_info(models[0].model_uri).flavors
+    requirements = mlflow.pyfunc.get_model_dependencies(models[0].model_uri)
+    pins = Path(requirements).read_text().split()
+    assert any(p.startswith("torch==") for p in pins) and any(p.startswith("mlflow==") for p in pins)
+    assert not any("+" in p for p in pins)  # resolvable on PyPI (no +cpu local label)
 
     (version,) = registered_versions(tracking_uri, _model_name(arch))
     assert version.run_id == run.info.run_id

@@ -46,6 +46,7 @@ def test_mnist_run_end_to_end(run_project, tracking_uri, project):
     for expected in ("config.yaml", "evaluation/confusion_matrix.png", "evaluation/per_class_report.json",
                      "evaluation/training_curves.png"):
         assert expected in files
+    assert "feature_importance_weight.png" not in files  # 784 pixels: not drawn
     # model logged with signature + input example, registered, gate passed
     model = mlflow.models.get_model_info(f"runs:/{run.info.run_id}/model")
     assert model.signature is not None and model.saved_input_example_info is not None
@@ -76,6 +77,7 @@ def test_breast_cancer_and_csv_tables(run_project, tracking_uri, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.run.data.metrics["test_accuracy"] > 0.9
     assert registered_versions(tracking_uri, "breast_cancer-xgboost")
+    assert "feature_importance_weight.png" in artifacts(result.run.info.run_id)  # named columns: drawn
 
     from sklearn.datasets import load_breast_cancer
 
