@@ -41,6 +41,7 @@ def fit(cfg, ds) -> recipe.Trained:
 
     return recipe.Trained(
         prepare=lambda X: tabular(ds, X),
+        requirements=("lightgbm", "numpy", "scipy", "pandas", "scikit-learn"),  # what inference finds
         predict_proba=lambda X: booster.predict(X, num_iteration=booster.best_iteration),
         # save_model keeps trees up to best_iteration, so the logged model is the early-stopped one.
         log_model=lambda **kw: mlflow.lightgbm.log_model(booster, **kw),

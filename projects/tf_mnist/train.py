@@ -79,15 +79,6 @@ class EpochMetrics(keras.callbacks.Callback):
         mlflow.log_metrics(metrics, step=epoch + 1)
 
 
-def requirements() -> list[str]:
-    """Pins for the model's environment: mlflow and the TensorFlow distribution run here.
-
-    Left to itself the flavor pins `tensorflow` next to the inferred `tensorflow-cpu`:
-    the same package twice, and 600 MB more to download.
-    """
-    return recipe.pinned_requirements("mlflow", metadata.packages_distributions()["tensorflow"][0], "numpy")
-
-
 def fit(cfg, ds) -> recipe.Trained:
     t = cfg.train
     require(t.epochs >= 1, f"train.epochs must be >= 1, got {t.epochs}")
@@ -123,7 +114,10 @@ def fit(cfg, ds) -> recipe.Trained:
         predict_proba=lambda X: model.predict(X, batch_size=int(t.predict_batch_size), verbose=0),
         # mlflow.keras.log_model fails with an input example (mlflow#16183); the tensorflow
         # flavor saves the same .keras file and loads it back through mlflow.pyfunc.
-        log_model=lambda **kw: mlflow.tensorflow.log_model(model, pip_requirements=requirements(), **kw),
+        log_model=lambda **kw: mlflow.tensorflow.log_model(model, **kw),
+        # The TensorFlow distribution installed here (tensorflow-cpu): left to itself the flavor
+        # pins `tensorflow` next to it, the same package twice and 600 MB more to download.
+        requirements=(metadata.packages_distributions()["tensorflow"][0], "numpy"),
     )
 
 

@@ -148,10 +148,10 @@ def fit(cfg, ds) -> recipe.Trained:
         # pt2 (torch.export; MLflow's default): one self-contained graph that pyfunc loads without
         # this project's code and without unpickling; on the CPU, so it serves anywhere.
         model.to("cpu", memory_format=torch.contiguous_format)
-        requirements = recipe.pinned_requirements("mlflow", "torch", "numpy", "cloudpickle", "pandas")  # as inferred
-        return mlflow.pytorch.log_model(model, serialization_format="pt2", pip_requirements=requirements, **kw)
+        return mlflow.pytorch.log_model(model, serialization_format="pt2", **kw)
 
-    return recipe.Trained(prepare=flat_float, predict_proba=predict_proba, log_model=log_model)
+    return recipe.Trained(prepare=flat_float, predict_proba=predict_proba, log_model=log_model,
+                          requirements=("torch", "numpy", "cloudpickle", "pandas"))
 
 
 if __name__ == "__main__":

@@ -15,14 +15,13 @@ def fit(cfg, ds) -> recipe.Trained:
     m = cfg.model
     require(m.num_boost_round >= 1, f"model.num_boost_round must be >= 1, got {m.num_boost_round}")
     require(m.early_stopping_rounds >= 1, "model.early_stopping_rounds must be >= 1")
+    dtrain = xgb.DMatrix(tabular(ds, ds.X_train), label=ds.y_train)
+    dval = xgb.DMatrix(tabular(ds, ds.X_val), label=ds.y_val)
     # Autolog records the xgboost params and the per-iteration train/validation metrics;
     # the recipe logs the model itself (with signature) and the datasets. Feature importance
     # only for tables: MNIST's 784-bar chart says nothing and costs ~6 s to draw.
-    X_train = tabular(ds, ds.X_train)
-    importance = ["weight"] if X_train.shape[1] <= MAX_IMPORTANCE_FEATURES else []
+    importance = ["weight"] if dtrain.num_col() <= MAX_IMPORTANCE_FEATURES else []
     mlflow.xgboost.autolog(log_models=False, log_datasets=False, silent=True, importance_types=importance)
-    dtrain = xgb.DMatrix(X_train, label=ds.y_train)
-    dval = xgb.DMatrix(tabular(ds, ds.X_val), label=ds.y_val)
     params = {
         **OmegaConf.to_container(m.params),
         "objective": "multi:softprob",
@@ -44,6 +43,7 @@ def fit(cfg, ds) -> recipe.Trained:
 
     return recipe.Trained(
         prepare=lambda X: tabular(ds, X),
+        requirements=("xgboost", "numpy", "scipy", "pandas", "scikit-learn"),  # what inference finds
         predict_proba=lambda X: best.predict(xgb.DMatrix(X)),
         log_model=lambda **kw: mlflow.xgboost.log_model(best, model_format="ubj", **kw),
     )

@@ -53,6 +53,20 @@ _TOKEN = rf"(~{_KEY}(={_VALUE})?|\+{{0,2}}{_KEY}={_VALUE})"
 OVERRIDES_PATTERN = rf"^ *({_TOKEN}( +{_TOKEN})*)? *$(?!\n)"
 
 
+# Airflow exports these to every task's environment; the launcher and train.py tag the run with them.
+AIRFLOW_CONTEXT = {
+    "AIRFLOW_CTX_DAG_ID": "airflow.dag_id",
+    "AIRFLOW_CTX_TASK_ID": "airflow.task_id",
+    "AIRFLOW_CTX_DAG_RUN_ID": "airflow.dag_run_id",
+    "AIRFLOW_CTX_TRY_NUMBER": "airflow.try_number",
+    "AIRFLOW_CTX_LOGICAL_DATE": "airflow.logical_date",
+}
+
+
+def airflow_tags() -> dict[str, str]:
+    return {tag: os.environ[var] for var, tag in AIRFLOW_CONTEXT.items() if os.environ.get(var)}
+
+
 @dataclass(frozen=True)
 class Job:
     """One entry of the schedule, with defaults and the active profile applied."""
@@ -528,10 +542,9 @@ def _launch(job: Job, params: dict[str, str], receipt: str | None) -> int:
 
     import mlflow
     import mlflow.projects
+    from mlflow.entities import RunTag
     from mlflow.exceptions import ExecutionException, MlflowException
     from mlflow.projects.utils import _create_run
-
-    from mlrecipes.tracking import AIRFLOW_CONTEXT
 
     uri = job.resolved_tracking_uri()
     mlflow.set_tracking_uri(uri)
@@ -546,10 +559,8 @@ def _launch(job: Job, params: dict[str, str], receipt: str | None) -> int:
     try:
         _write_receipt(receipt, receipt_doc)
         print(f"[jobs] {job.name}: MLflow run {run_id} ({receipt_doc['url']})", flush=True)
-        tags = {"mlrecipes.job": job.name, **{k: str(v) for k, v in job.tags.items()}}
-        tags.update({tag: os.environ[var] for var, tag in AIRFLOW_CONTEXT.items() if os.environ.get(var)})
-        for key, value in tags.items():
-            client.set_tag(run_id, key, value)
+        tags = {"mlrecipes.job": job.name, **{k: str(v) for k, v in job.tags.items()}, **airflow_tags()}
+        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
         rc = 0
         if job.env_manager != "local" and not is_marked(env_dir_for(job)):
             # Checked or built in a child, so a SIGTERM also stops its pip installs.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import warnings
 
@@ -11,15 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mlrecipes.config import REPO_ROOT, flatten
 from mlrecipes.data import Dataset
-
-# Airflow exports these to every task's environment; `mlflow run` passes them through.
-AIRFLOW_CONTEXT = {
-    "AIRFLOW_CTX_DAG_ID": "airflow.dag_id",
-    "AIRFLOW_CTX_TASK_ID": "airflow.task_id",
-    "AIRFLOW_CTX_DAG_RUN_ID": "airflow.dag_run_id",
-    "AIRFLOW_CTX_TRY_NUMBER": "airflow.try_number",
-    "AIRFLOW_CTX_LOGICAL_DATE": "airflow.logical_date",
-}
+from mlrecipes.jobs import airflow_tags
 
 
 def log_config(cfg: DictConfig) -> None:
@@ -55,7 +46,7 @@ def set_tags(cfg: DictConfig) -> None:
         "mlflow.runName": f"{cfg.project}-{cfg.variant}",
         **git_state(),
     }
-    tags.update({tag: os.environ[var] for var, tag in AIRFLOW_CONTEXT.items() if os.environ.get(var)})
+    tags.update(airflow_tags())
     mlflow.set_tags(tags)
 
 
