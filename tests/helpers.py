@@ -4,6 +4,7 @@ tests/airflow has its own conftest, and both would be the module `conftest`)."""
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,16 @@ class ProjectRun:
 def all_runs(client):
     exps = [e.experiment_id for e in client.search_experiments()]
     return client.search_runs(exps) if exps else []
+
+
+def wait_for_recipe_run(client, proc):
+    """The newest run, once train.py has set the recipe's tags on it (its signal handlers are in by then)."""
+    while True:
+        runs = all_runs(client)
+        if runs and "mlrecipes.project" in runs[0].data.tags:
+            return runs[0]
+        assert proc.poll() is None, proc.stdout.read()[-4000:]
+        time.sleep(0.5)
 
 
 def registered_versions(tracking_uri: str, name: str):

@@ -13,3 +13,8 @@ def require(condition: bool, message: str) -> None:
     """Raise a UserError with `message` unless `condition` holds."""
     if not condition:
         raise UserError(message)
+
+
+def one_line(text: str) -> str:
+    """The first non-empty line of a message, for a one-line error or an MLflow tag."""
+    return next((line.strip() for line in str(text).splitlines() if line.strip()), "")

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import yaml
 
-from mlrecipes.errors import EXIT_TERMINATED, EXIT_USER_ERROR, UserError
+from mlrecipes.errors import EXIT_TERMINATED, EXIT_USER_ERROR, UserError, one_line
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEDULE_FILE = REPO_ROOT / "conf" / "schedule.yaml"
@@ -573,17 +573,17 @@ def _launch(job: Job, params: dict[str, str], receipt: str | None) -> int:
                 except ExecutionException:  # the project failed; train.py said why on stderr
                     rc = 1
                 except MlflowException as exc:  # before the project started, e.g. its environment
-                    print(f"error: {str(exc.message).strip().splitlines()[0]}", file=sys.stderr, flush=True)
+                    print(f"error: {one_line(exc.message)}", file=sys.stderr, flush=True)
                     rc = 1
-        if rc:
-            # The recipe records its exit status (2: bad input, a retry cannot help) on the run.
-            rc = int(client.get_run(run_id).data.tags.get("mlrecipes.exit_code", rc))
     except Terminated:
         pass
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the bookkeeping below must complete
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        status = client.get_run(run_id).info.status
+        run = client.get_run(run_id)
+        status = run.info.status
+        if rc:  # the recipe records its exit status on the run (2: bad input, a retry cannot help)
+            rc = int(run.data.tags.get("mlrecipes.exit_code", rc))
         # RUNNING: the project never got to close it. FAILED after a signal: MLflow closes the
         # run FAILED as soon as bash dies, racing train.py closing it KILLED; train.py is gone now.
         if status in ("RUNNING", "SCHEDULED") or (children.signaled and status == "FAILED"):

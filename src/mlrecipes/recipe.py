@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlrecipes.errors import EXIT_TERMINATED, EXIT_USER_ERROR, UserError
+from mlrecipes.errors import EXIT_TERMINATED, EXIT_USER_ERROR, UserError, one_line
 
 SYSTEM_METRICS_INTERVAL_S = 5
 
@@ -142,7 +142,6 @@ def _end(mlflow, status: str, exit_code: int, error: str | None = None) -> int:
         signal.signal(sig, signal.SIG_IGN)
     if exit_code:
         # Why it ended, in the UI; the launcher exits with exit_code (2: Airflow does not retry).
-        first_line = (error or "").strip().splitlines()[:1] or [""]
-        mlflow.set_tags({"mlrecipes.exit_code": str(exit_code), "mlrecipes.error": first_line[0][:1000]})
+        mlflow.set_tags({"mlrecipes.exit_code": str(exit_code), "mlrecipes.error": one_line(error or "")[:1000]})
     mlflow.end_run(status)
     return exit_code

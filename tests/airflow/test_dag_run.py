@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
+from helpers import wait_for_recipe_run
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE_DATA = REPO / "tests" / "fixtures"
@@ -61,12 +61,9 @@ def test_killed_task_leaves_its_run_killed_and_the_retry_makes_a_fresh_run(
     proc = run_dag("mlrecipes_xgboost", CONF, env=env)
     try:
         # Kill once train.py runs the recipe (its tags are set after its SIGTERM handler is in).
-        while True:
-            runs = _runs(tracking_uri)
-            if runs and "mlrecipes.project" in runs[0].data.tags:
-                break
-            assert proc.poll() is None, proc.stdout.read()[-4000:]
-            time.sleep(0.5)
+        import mlflow
+
+        wait_for_recipe_run(mlflow.MlflowClient(tracking_uri), proc)
         # What Airflow's supervisor does to a task it kills: SIGTERM to the task process,
         # whose handler calls the operator's on_kill.
         os.kill(proc.pid, signal.SIGTERM)

@@ -12,12 +12,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import all_runs, wait_for_recipe_run
 
 from mlrecipes import jobs
 from mlrecipes.errors import UserError
@@ -317,8 +317,7 @@ def test_a_project_failing_on_bad_input_exits_2_so_airflow_does_not_retry(tracki
     proc = _launch("-P", "data=nope", "-P", "limit=300")
     out = proc.communicate(timeout=900)[0]
     assert proc.returncode == jobs.EXIT_USER_ERROR, out
-    (run,) = mlflow.MlflowClient(tracking_uri).search_runs(
-        [mlflow.MlflowClient(tracking_uri).get_experiment_by_name("mnist").experiment_id])
+    (run,) = all_runs(mlflow.MlflowClient(tracking_uri))
     assert run.info.status == "FAILED"
     assert run.data.tags["mlrecipes.exit_code"] == "2"
     assert "nope" in run.data.tags["mlrecipes.error"]  # why, in the UI
@@ -331,13 +330,7 @@ def test_sigterm_to_the_launcher_alone_reaches_train_py_and_ends_the_run_killed(
     client = mlflow.MlflowClient(tracking_uri)
     proc = _launch("-P", "limit=300", "-P", "num_boost_round=100000", "-P", "early_stopping_rounds=100000")
     try:
-        while True:  # train.py's handlers are in once it has set the recipe's tags
-            exp = client.get_experiment_by_name("mnist")
-            runs = client.search_runs([exp.experiment_id]) if exp else []
-            if runs and "mlrecipes.project" in runs[0].data.tags:
-                break
-            assert proc.poll() is None, proc.stdout.read()[-4000:]
-            time.sleep(0.5)
+        run_id = wait_for_recipe_run(client, proc).info.run_id
         os.kill(proc.pid, signal.SIGTERM)  # the launcher only: it must forward to the project
         out = proc.communicate(timeout=300)[0]
         with pytest.raises(ProcessLookupError):
@@ -346,7 +339,7 @@ def test_sigterm_to_the_launcher_alone_reaches_train_py_and_ends_the_run_killed(
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == jobs.EXIT_TERMINATED, out
-    run = client.get_run(runs[0].info.run_id)
+    run = client.get_run(run_id)
     assert run.info.status == "KILLED"
     assert f"error: run {run.info.run_id} terminated" in out  # closed by train.py itself
     assert run.data.tags["mlrecipes.exit_code"] == "143"
