@@ -8,6 +8,13 @@ from mlrecipes import recipe
 from mlrecipes.data import tabular
 from mlrecipes.errors import UserError, require
 
+# Objective and evaluation metrics by kind of target; early stopping watches the first metric.
+OBJECTIVES = {
+    "multiclass": ("multiclass", ["multi_logloss", "multi_error"]),
+    "binary": ("binary", ["binary_logloss", "binary_error"]),
+    "regression": ("regression", ["rmse"]),
+}
+
 
 def fit(cfg, ds) -> recipe.Trained:
     m = cfg.model
@@ -16,14 +23,13 @@ def fit(cfg, ds) -> recipe.Trained:
     # Autolog records the lightgbm params and the per-iteration train/validation metrics;
     # the recipe logs the model itself (with signature) and the datasets.
     mlflow.lightgbm.autolog(log_models=False, log_datasets=False, silent=True)
+    # pandas categoricals train as LightGBM categorical features; missing values stay NaN.
     train = lgb.Dataset(tabular(ds, ds.X_train), label=ds.y_train)
     val = lgb.Dataset(tabular(ds, ds.X_val), label=ds.y_val, reference=train)
-    params = {
-        **OmegaConf.to_container(m.params),
-        "objective": "multiclass",
-        "num_class": ds.num_classes,
-        "seed": cfg.seed,
-    }
+    objective, metrics = OBJECTIVES[ds.objective]
+    params = {"metric": metrics, **OmegaConf.to_container(m.params), "objective": objective, "seed": cfg.seed}
+    if ds.objective == "multiclass":
+        params["num_class"] = ds.num_classes
     try:
         booster = lgb.train(
             params,
@@ -39,12 +45,17 @@ def fit(cfg, ds) -> recipe.Trained:
     except lgb.basic.LightGBMError as exc:  # bad params surface here, e.g. num_leaves=1
         raise UserError(f"lightgbm rejected the parameters: {str(exc).splitlines()[0]}") from None
 
+    def log_model(**kw):
+        # save_model keeps trees up to best_iteration, so the logged model is the early-stopped one.
+        if ds.feature_names is None:  # images: the lightgbm flavor as is
+            return mlflow.lightgbm.log_model(booster, **kw)
+        return recipe.log_table_model("lightgbm", booster, ds, **kw)
+
     return recipe.Trained(
         prepare=lambda X: tabular(ds, X),
         requirements=("lightgbm", "numpy", "scipy", "pandas", "scikit-learn"),  # what inference finds
-        predict_proba=lambda X: booster.predict(X, num_iteration=booster.best_iteration),
-        # save_model keeps trees up to best_iteration, so the logged model is the early-stopped one.
-        log_model=lambda **kw: mlflow.lightgbm.log_model(booster, **kw),
+        predict=lambda X: booster.predict(X, num_iteration=booster.best_iteration),
+        log_model=log_model,
     )
 
 

@@ -111,7 +111,7 @@ def fit(cfg, ds) -> recipe.Trained:
 
     return recipe.Trained(
         prepare=flat_float,
-        predict_proba=lambda X: model.predict(X, batch_size=int(t.predict_batch_size), verbose=0),
+        predict=lambda X: model.predict(X, batch_size=int(t.predict_batch_size), verbose=0),
         # mlflow.keras.log_model fails with an input example (mlflow#16183); the tensorflow
         # flavor saves the same .keras file and loads it back through mlflow.pyfunc.
         log_model=lambda **kw: mlflow.tensorflow.log_model(model, **kw),

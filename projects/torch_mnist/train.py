@@ -150,7 +150,7 @@ def fit(cfg, ds) -> recipe.Trained:
         model.to("cpu", memory_format=torch.contiguous_format)
         return mlflow.pytorch.log_model(model, serialization_format="pt2", **kw)
 
-    return recipe.Trained(prepare=flat_float, predict_proba=predict_proba, log_model=log_model,
+    return recipe.Trained(prepare=flat_float, predict=predict_proba, log_model=log_model,
                           requirements=("torch", "numpy", "cloudpickle", "pandas"))
 
 

@@ -9,25 +9,36 @@ from mlrecipes.data import tabular
 from mlrecipes.errors import UserError, require
 
 MAX_IMPORTANCE_FEATURES = 100
+# Objective and evaluation metrics by kind of target; early stopping watches the last metric.
+OBJECTIVES = {
+    "multiclass": ("multi:softprob", ["mlogloss", "merror"]),
+    "binary": ("binary:logistic", ["logloss", "error"]),
+    "regression": ("reg:squarederror", ["rmse"]),
+}
 
 
 def fit(cfg, ds) -> recipe.Trained:
     m = cfg.model
     require(m.num_boost_round >= 1, f"model.num_boost_round must be >= 1, got {m.num_boost_round}")
     require(m.early_stopping_rounds >= 1, "model.early_stopping_rounds must be >= 1")
-    dtrain = xgb.DMatrix(tabular(ds, ds.X_train), label=ds.y_train)
-    dval = xgb.DMatrix(tabular(ds, ds.X_val), label=ds.y_val)
+    objective, metrics = OBJECTIVES[ds.objective]
+    params = {"eval_metric": metrics, **OmegaConf.to_container(m.params), "objective": objective, "seed": cfg.seed}
+    if ds.objective == "multiclass":
+        params["num_class"] = ds.num_classes
+    # QuantileDMatrix keeps the histogram bins (about a byte per value) instead of a float copy of
+    # the table; string columns train as categoricals (enable_categorical), missing values stay NaN.
+    try:
+        dtrain = xgb.QuantileDMatrix(tabular(ds, ds.X_train), label=ds.y_train, enable_categorical=True,
+                                     max_bin=int(params.get("max_bin", 256)))
+        dval = xgb.QuantileDMatrix(tabular(ds, ds.X_val), label=ds.y_val, enable_categorical=True, ref=dtrain,
+                                   max_bin=int(params.get("max_bin", 256)))
+    except xgb.core.XGBoostError as exc:
+        raise UserError(f"xgboost rejected the data: {str(exc).splitlines()[0]}") from None
     # Autolog records the xgboost params and the per-iteration train/validation metrics;
     # the recipe logs the model itself (with signature) and the datasets. Feature importance
     # only for tables: MNIST's 784-bar chart says nothing and costs ~6 s to draw.
     importance = ["weight"] if dtrain.num_col() <= MAX_IMPORTANCE_FEATURES else []
     mlflow.xgboost.autolog(log_models=False, log_datasets=False, silent=True, importance_types=importance)
-    params = {
-        **OmegaConf.to_container(m.params),
-        "objective": "multi:softprob",
-        "num_class": ds.num_classes,
-        "seed": cfg.seed,
-    }
     try:
         booster = xgb.train(
             params,
@@ -41,11 +52,16 @@ def fit(cfg, ds) -> recipe.Trained:
         raise UserError(f"xgboost rejected the parameters: {str(exc).splitlines()[0]}") from None
     best = booster[: booster.best_iteration + 1]  # keep only the early-stopped trees
 
+    def log_model(**kw):
+        if ds.feature_names is None:  # images: the xgboost flavor as is
+            return mlflow.xgboost.log_model(best, model_format="ubj", **kw)
+        return recipe.log_table_model("xgboost", best, ds, **kw)
+
     return recipe.Trained(
         prepare=lambda X: tabular(ds, X),
         requirements=("xgboost", "numpy", "scipy", "pandas", "scikit-learn"),  # what inference finds
-        predict_proba=lambda X: best.predict(xgb.DMatrix(X)),
-        log_model=lambda **kw: mlflow.xgboost.log_model(best, model_format="ubj", **kw),
+        predict=lambda X: best.predict(xgb.DMatrix(X, enable_categorical=True)),
+        log_model=log_model,
     )
 
 

@@ -1,7 +1,10 @@
-"""Ingest + split: MNIST from IDX files, tabular tables (CSV/Parquet), sklearn's breast_cancer.
+"""Ingest: the readers behind the data catalog (conf/data), each returning a split `Dataset`.
 
-Every loader returns a `Dataset` with the same deterministic split, so runs of every
-framework compare on the same rows. MNIST's test split is the official t10k set.
+- IDX image sets (MNIST, Fashion-MNIST, ...): checksummed files in <cache root>/<name>/, the
+  official test set, a stratified validation split with a fixed seed shared by every framework.
+- Tables (Parquet / Delta / CSV, local or S3, see `mlrecipes.tables`): selected columns, typed
+  features (numbers, categoricals), missing values kept, rows without a target dropped and
+  counted, split by `mlrecipes.splits` (random, time or column).
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from mlrecipes import splits, tables
 from mlrecipes.errors import UserError, require
 
 # sha256 of the uncompressed IDX bytes of the official files.
@@ -29,26 +34,40 @@ MNIST_FILES = {
 }
 # Item counts of the official files: a file with exactly this many items must match its checksum.
 MNIST_FULL_COUNT = {"train": 60000, "t10k": 10000}
+IDX_ROLES = ("train_images", "train_labels", "test_images", "test_labels")
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 @dataclass
 class Dataset:
+    """Train / validation / test rows. Images: uint8 arrays. Tables: DataFrames (float32 numbers,
+    pandas categoricals whose categories are the training rows' values; missing values kept)."""
+
     name: str
     source: str
-    X_train: np.ndarray
+    X_train: Any
     y_train: np.ndarray
-    X_val: np.ndarray
+    X_val: Any
     y_val: np.ndarray
-    X_test: np.ndarray
+    X_test: Any
     y_test: np.ndarray
-    class_names: list[str]
+    class_names: list[str]  # empty for regression
     feature_names: list[str] | None = None
-    frame: object | None = field(default=None, repr=False)  # the source table, for mlflow.data
+    task: str = "classification"
+    target: str | None = None
+    categories: dict[str, list[str]] = field(default_factory=dict)
+    params: dict = field(default_factory=dict)  # lineage: rows read / dropped, source, version, filter, split
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def objective(self) -> str:
+        """regression | binary | multiclass: picks the models' objective and metrics."""
+        if self.task == "regression":
+            return "regression"
+        return "binary" if self.num_classes == 2 else "multiclass"
 
 
 def cache_root(configured: str | None = None) -> Path:
@@ -127,136 +146,283 @@ def download(stem: str, directory: Path, mirrors: list[str], timeout: float, sha
     raise UserError("; ".join(errors) or "no mirrors configured")
 
 
-def _mnist_split(directory: Path, prefix: str, cfg) -> tuple[np.ndarray, np.ndarray]:
+def idx_files(cfg) -> dict[str, tuple[str, str | None, int | None]]:
+    """role -> (file stem, sha256 of the uncompressed bytes, item count of the full file).
+
+    A data group lists its own `files`; without them, MNIST's. The checksum is verified when a
+    file has the full item count (a committed subset, such as the tests' fixture, cannot match).
+    """
+    files = cfg.get("files")
+    if not files:
+        return {role: (stem, MNIST_FILES[stem], MNIST_FULL_COUNT[stem.split("-")[0]])
+                for role, stem in zip(IDX_ROLES, MNIST_FILES, strict=True)}
+    missing = [role for role in IDX_ROLES if role not in files]
+    require(not missing, f"data.files needs {', '.join(IDX_ROLES)}; missing: {', '.join(missing)}")
+    return {role: (str(files[role].name), files[role].get("sha256"), files[role].get("items"))
+            for role in IDX_ROLES}
+
+
+def _idx_pair(directory: Path, roles: tuple[str, str], cfg) -> tuple[np.ndarray, np.ndarray]:
+    spec = idx_files(cfg)
     arrays = []
-    for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"):
-        stem = f"{prefix}-{kind}"
+    for role in roles:
+        stem, sha256, items = spec[role]
         path = _find(directory, stem)
         if path is None and cfg.download:
             try:
-                path = download(stem, directory, list(cfg.mirrors), cfg.timeout, MNIST_FILES[stem])
+                require(bool(sha256), f"no sha256 for {stem} in data.files: cannot verify a download")
+                path = download(stem, directory, list(cfg.mirrors), cfg.timeout, sha256)
             except UserError as exc:
-                raise UserError(_missing_mnist_message(directory, str(exc))) from None
+                raise UserError(_missing_message(directory, cfg, str(exc))) from None
         if path is None:
-            raise UserError(_missing_mnist_message(directory, "download disabled"))
+            raise UserError(_missing_message(directory, cfg, "download disabled"))
         array = read_idx(path)
-        if len(array) == MNIST_FULL_COUNT[prefix]:
-            # The header is part of the official checksum: rebuild it from the array.
+        if sha256 and (items is None or len(array) == int(items)):
+            # The header is part of the checksum: rebuild it from the array.
             header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
             digest = hashlib.sha256(header + array.tobytes()).hexdigest()
-            require(digest == MNIST_FILES[stem], f"checksum mismatch for {path}: re-download it")
+            require(digest == sha256, f"checksum mismatch for {path}: re-download it")
         arrays.append(array)
     images, labels = arrays
     require(
         len(images) == len(labels) and images.ndim == 3 and labels.ndim == 1,
-        f"corrupt MNIST files in {directory}: {images.shape} images vs {labels.shape} labels",
+        f"corrupt IDX files in {directory}: {images.shape} images vs {labels.shape} labels",
     )
-    require(
-        int(labels.max(initial=0)) < 10, f"corrupt MNIST labels in {directory}: label > 9"
-    )
+    classes = len(class_names(cfg))
+    require(int(labels.max(initial=0)) < classes,
+            f"corrupt labels in {directory}: label {int(labels.max())} but {classes} classes")
     return images, labels.astype(np.int64)
 
 
-def _missing_mnist_message(directory: Path, why: str) -> str:
-    names = ", ".join(f"{stem}.gz" for stem in MNIST_FILES)
+def _mnist_split(directory: Path, prefix: str, cfg) -> tuple[np.ndarray, np.ndarray]:
+    return _idx_pair(directory, ("train_images", "train_labels") if prefix == "train" else
+                     ("test_images", "test_labels"), cfg)
+
+
+def class_names(cfg) -> list[str]:
+    return [str(c) for c in (cfg.get("class_names") or range(10))]
+
+
+def _missing_message(directory: Path, cfg, why: str) -> str:
+    names = ", ".join(f"{stem}.gz" for stem, _, _ in idx_files(cfg).values())
+    label = "MNIST" if str(cfg.get("name", "mnist")) == "mnist" else str(cfg.name)
     return (
-        f"MNIST not found in {directory} and could not be downloaded ({why}); "
-        f"put {names} there or set MLRECIPES_DATA_DIR to a directory whose mnist/ holds them"
+        f"{label} not found in {directory} and could not be downloaded ({why}); "
+        f"put {names} there or set MLRECIPES_DATA_DIR to a directory whose {directory.name}/ holds them"
     )
 
 
-def load_mnist(cfg) -> Dataset:
-    directory = cache_root(cfg.get("dir")) / "mnist"
-    X, y = _mnist_split(directory, "train", cfg)
-    X_test, y_test = _mnist_split(directory, "t10k", cfg)
+def idx_directory(cfg) -> Path:
+    return cache_root(cfg.get("dir")) / str(cfg.get("name", "mnist"))
+
+
+def load_idx(cfg) -> Dataset:
+    """An IDX image set (MNIST, Fashion-MNIST, KMNIST, ...) from <cache root>/<name>/."""
+    directory = idx_directory(cfg)
+    X, y = _idx_pair(directory, ("train_images", "train_labels"), cfg)
+    X_test, y_test = _idx_pair(directory, ("test_images", "test_labels"), cfg)
     if cfg.get("limit"):
         require(int(cfg.limit) > 0, f"data.limit must be > 0, got {cfg.limit}")
         X, y = X[: int(cfg.limit)], y[: int(cfg.limit)]
-    X_tr, X_val, y_tr, y_val = split(X, y, cfg.val_fraction, cfg.seed)
+    train, val = splits.holdout(np.arange(len(y)), y, splits.fraction(cfg.val_fraction, "val_fraction"), cfg.seed)
     return Dataset(
-        name="mnist",
+        name=str(cfg.get("name", "mnist")),
         source=str(directory),
-        X_train=X_tr,
-        y_train=y_tr,
-        X_val=X_val,
-        y_val=y_val,
+        X_train=X[train],
+        y_train=y[train],
+        X_val=X[val],
+        y_val=y[val],
         X_test=X_test,
         y_test=y_test,
-        class_names=[str(i) for i in range(10)],
+        class_names=class_names(cfg),
     )
+
+
+load_mnist = load_idx  # MNIST is the default IDX set
 
 
 # --------------------------------------------------------------------------- tables
 
+TASKS = ("classification", "regression")
 
-def load_table(cfg) -> Dataset:
-    """A CSV/Parquet table (a lakehouse extract) or sklearn's breast_cancer, plus a target."""
-    import pandas as pd
 
+def load_table(cfg, task: str = "classification") -> Dataset:
+    """A lakehouse table (Parquet / Delta / CSV, local or S3) or sklearn's breast_cancer, plus a target."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    require(task in TASKS, f"unknown task '{task}'; valid: {', '.join(TASKS)}")
+    target = str(cfg.target)
     if cfg.kind == "breast_cancer":
         from sklearn.datasets import load_breast_cancer
 
-        frame = load_breast_cancer(as_frame=True).frame
-        source = "sklearn.datasets.load_breast_cancer"
+        arrow = pa.Table.from_pandas(load_breast_cancer(as_frame=True).frame, preserve_index=False)
+        uri = describe = "sklearn.datasets.load_breast_cancer"
+        require(target in arrow.column_names, f"target column '{target}' not in {describe}; "
+                                              f"columns: {', '.join(arrow.column_names)}")
+        features, read = _select_columns(cfg, arrow.column_names, arrow.schema)
+        arrow = arrow.select(read)
+        lineage = {}
     else:
-        require(cfg.get("path") not in (None, "", "???"), f"data.path is required for data={cfg.kind}")
-        path = Path(str(cfg.path)).expanduser()
-        require(path.is_file(), f"data file not found: {path}")
-        try:
-            frame = pd.read_parquet(path) if cfg.kind == "parquet" else pd.read_csv(path)
-        except Exception as exc:  # pandas/pyarrow raise many types for unreadable files
-            raise UserError(f"cannot read {path} as {cfg.kind}: {exc}") from None
-        source = str(path.resolve())
+        source = tables.open_table(cfg)
+        uri, describe, names = source.uri, source.describe(), source.columns
+        require(target in names, f"target column '{target}' not in {describe}; columns: {', '.join(names)}")
+        features, read = _select_columns(cfg, names, source.schema)
+        arrow = source.read(_projection(read, features, source.schema))
+        lineage = {"data.source.uri": uri, "data.source.kind": source.kind}
+        if source.version is not None:
+            lineage["data.source.version"] = source.version
+        if source.filter_text:
+            lineage["data.source.filter"] = source.filter_text
+    rows_read = arrow.num_rows
+    require(rows_read > 0, f"no rows in {describe}" + (": the filter leaves none" if " where " in describe else ""))
     if cfg.get("limit"):
         require(int(cfg.limit) > 0, f"data.limit must be > 0, got {cfg.limit}")
-        frame = frame.head(int(cfg.limit))
-    target = str(cfg.target)
-    require(
-        target in frame.columns,
-        f"target column '{target}' not in {source}; columns: {', '.join(map(str, frame.columns))}",
-    )
-    features = frame.drop(columns=[target])
-    non_numeric = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
-    require(not non_numeric, f"non-numeric feature columns (encode them first): {non_numeric}")
-    classes, y = np.unique(frame[target].to_numpy(), return_inverse=True)
-    require(len(classes) >= 2, f"target column '{target}' has fewer than 2 classes")
-    X = features.to_numpy(dtype=np.float32)
-    X_pool, X_test, y_pool, y_test = split(X, y, cfg.test_fraction, cfg.seed)
-    X_tr, X_val, y_tr, y_val = split(X_pool, y_pool, cfg.val_fraction, cfg.seed)
+        arrow = arrow.slice(0, int(cfg.limit))
+
+    # Rows without a target cannot train or be scored against: dropped and counted, not an error.
+    keep = pc.is_valid(arrow.column(target))
+    if pa.types.is_floating(arrow.schema.field(target).type):
+        keep = pc.and_(keep, pc.invert(pc.is_nan(arrow.column(target))))
+    time_column = cfg.get("time_column")
+    if time_column:
+        keep = pc.and_(keep, pc.is_valid(arrow.column(time_column)))
+    before = arrow.num_rows
+    arrow = arrow.filter(keep)
+    require(arrow.num_rows > 0, f"target column '{target}' has no values: all {before} rows miss it")
+    y, names = _target(arrow.column(target), target, task)
+
+    train, val, test, split_params = _split_rows(cfg, arrow, y if task == "classification" else None)
+    X = {name: _feature(arrow.column(name)) for name in features}
+    del arrow
+    # String features become categoricals whose categories are the training rows' values: a
+    # category first seen in validation, test or scoring is a missing value, not a crash.
+    categories = {name: sorted({v for v in col[train] if v is not None})
+                  for name, col in X.items() if col.dtype == object}
+    params = {"data.rows.read": rows_read, "data.rows.dropped_missing_target": before - len(y),
+              **lineage, **split_params}
+    parts = [_frame(X, rows, categories) for rows in (train, val, test)]
+    del X
     return Dataset(
-        name=str(cfg.name),
-        source=source,
-        X_train=X_tr,
-        y_train=y_tr,
-        X_val=X_val,
-        y_val=y_val,
-        X_test=X_test,
-        y_test=y_test,
-        class_names=[str(c) for c in classes],
-        feature_names=[str(c) for c in features.columns],
-        frame=frame,
+        name=str(cfg.name), source=uri, X_train=parts[0], y_train=y[train], X_val=parts[1], y_val=y[val],
+        X_test=parts[2], y_test=y[test], class_names=names, feature_names=list(features),
+        task=task, target=target, categories=categories, params=params,
     )
 
 
-def split(X, y, fraction: float, seed: int):
-    """Deterministic, stratified when every class can be split."""
-    from sklearn.model_selection import train_test_split
+def _frame(X: dict, rows: np.ndarray, categories: dict):
+    import pandas as pd
 
-    require(0 < float(fraction) < 1, f"split fraction must be in (0, 1), got {fraction}")
-    counts = np.bincount(y)
-    stratify = y if counts[counts > 0].min() >= 2 else None
-    try:
-        return train_test_split(X, y, test_size=float(fraction), random_state=int(seed), stratify=stratify)
-    except ValueError as exc:  # too few rows for the requested split
-        raise UserError(f"cannot split {len(y)} rows with fraction {fraction}: {exc}") from None
+    return pd.DataFrame({name: pd.Categorical(col[rows], categories=categories[name]) if name in categories
+                         else col[rows] for name, col in X.items()})
 
 
-def load(cfg) -> Dataset:
-    require(
-        cfg.kind in ("mnist", "csv", "parquet", "breast_cancer"),
-        f"unknown data.kind '{cfg.kind}'; valid: mnist, csv, parquet, breast_cancer",
-    )
-    return load_mnist(cfg) if cfg.kind == "mnist" else load_table(cfg)
+def _select_columns(cfg, names: list[str], schema) -> tuple[list[str], list[str]]:
+    """(feature columns, columns to read): `columns` (or all) minus `exclude`, target, time, split."""
+    import pyarrow as pa
+
+    target = str(cfg.target)
+    time_column, split_column = cfg.get("time_column"), cfg.get("split_column")
+    columns = [str(c) for c in (cfg.get("columns") or [])]
+    exclude = [str(c) for c in (cfg.get("exclude") or [])]
+    for key, values in (("columns", columns), ("exclude", exclude), ("time_column", [time_column]),
+                        ("split_column", [split_column])):
+        unknown = [str(v) for v in values if v is not None and v not in names]
+        require(not unknown, f"data.{key}: unknown column(s) {', '.join(unknown)}; columns: {', '.join(names)}")
+    special = {target, time_column, split_column, *exclude}
+    features = [c for c in (columns or names) if c not in special]
+    require(bool(features), "no feature columns left after data.columns / data.exclude")
+    for name in features:
+        kind = schema.field(name).type
+        if pa.types.is_temporal(kind):
+            raise UserError(f"column '{name}' is a {kind} (a raw timestamp is no feature): add it to "
+                            f"data.exclude or make it data.time_column")
+        if not (_numeric(kind) or _stringlike(kind)):
+            raise UserError(f"column '{name}' has type {kind}: only numbers and strings can be features; "
+                            "add it to data.exclude")
+    read = [*features, target, *(c for c in (time_column, split_column) if c)]
+    return features, list(dict.fromkeys(read))
+
+
+def _numeric(kind) -> bool:
+    import pyarrow as pa
+
+    return (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+            or pa.types.is_decimal(kind))
+
+
+def _stringlike(kind) -> bool:
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def _projection(read: list[str], features: list[str], schema) -> dict:
+    """Numeric features cast to float32 during the scan: half the memory of float64 on large tables."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return {name: (pc.field(name).cast(pa.float32(), safe=False)
+                   if name in features and _numeric(schema.field(name).type) else pc.field(name))
+            for name in read}
+
+
+def _feature(column) -> np.ndarray:
+    """float32 (missing: NaN) for numbers; an object array of str (missing: None) for strings."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    if _stringlike(column.type):
+        return np.asarray(column.to_pylist(), dtype=object)
+    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float32)
+
+
+def _target(column, name: str, task: str) -> tuple[np.ndarray, list[str]]:
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    if task == "regression":
+        require(_numeric(column.type) and not pa.types.is_boolean(column.type),
+                f"target column '{name}' is {column.type}, not a number: task=regression needs a numeric target")
+        return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64), []
+    classes, y = np.unique(column.to_numpy(zero_copy_only=False), return_inverse=True)
+    require(len(classes) >= 2, f"target column '{name}' has fewer than 2 classes ({len(classes)})")
+    return y.astype(np.int64), [str(c) for c in classes]
+
+
+def _split_rows(cfg, arrow, y: np.ndarray | None):
+    method = str(cfg.get("split") or "random")
+    require(method in splits.METHODS, f"unknown data.split '{method}'; valid: {', '.join(splits.METHODS)}")
+    time_column = cfg.get("time_column")
+    times = arrow.column(time_column).to_numpy(zero_copy_only=False) if time_column else None
+    if method == "time":
+        require(bool(time_column), "data.split=time needs data.time_column (the column that orders the rows)")
+        train, val, test = splits.time_split(times, cfg.test_fraction, cfg.val_fraction, time_column)
+    elif method == "column":
+        column = cfg.get("split_column")
+        require(bool(column), "data.split=column needs data.split_column (a column naming each row's split)")
+        train, val, test = splits.column_split(arrow.column(column).to_numpy(zero_copy_only=False), column)
+    else:
+        train, val, test = splits.random_split(arrow.num_rows, y, cfg.test_fraction, cfg.val_fraction, cfg.seed)
+    params = {"data.split.method": method}
+    if times is not None:  # also for random splits: shows how much they look ahead
+        params.update(splits.time_ranges(times, {"train": train, "validation": val, "test": test}))
+    return train, val, test, params
+
+
+KINDS = ("idx", "mnist", "breast_cancer", *tables.KINDS)
+
+
+def load(cfg, task: str = "classification") -> Dataset:
+    require(cfg.kind in KINDS, f"unknown data.kind '{cfg.kind}'; valid: {', '.join(KINDS)}")
+    if cfg.kind in ("idx", "mnist"):
+        require(task == "classification", f"task={task}: image sets are classification only")
+        return load_idx(cfg)
+    return load_table(cfg, task)
 
 
 def flat_float(X: np.ndarray) -> np.ndarray:
@@ -266,11 +432,17 @@ def flat_float(X: np.ndarray) -> np.ndarray:
     return X.astype(np.float32, copy=False)
 
 
-def tabular(ds: Dataset, X: np.ndarray):
-    """Input for tabular models: (n, 784) float pixels for MNIST; a DataFrame with the
-    table's column names for tables, so the logged model's signature names its columns."""
-    if ds.feature_names is None:
-        return flat_float(X)
+def tabular(ds: Dataset, X):
+    """Input for tabular models: (n, 784) float pixels for images; the DataFrame itself for tables."""
+    return flat_float(X) if ds.feature_names is None else X
+
+
+def raw_rows(X):
+    """Table rows as a reader hands them over: strings (None when missing) and float64 numbers."""
     import pandas as pd
 
-    return pd.DataFrame(X.astype(np.float32, copy=False), columns=ds.feature_names)
+    return pd.DataFrame({
+        name: (X[name].astype(object).where(X[name].notna(), None) if isinstance(X[name].dtype, pd.CategoricalDtype)
+               else X[name].astype(np.float64))
+        for name in X.columns
+    })

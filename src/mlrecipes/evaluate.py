@@ -1,4 +1,4 @@
-"""Evaluate: the same metrics and artifacts for every framework, logged to the active run."""
+"""Evaluate: the same metrics and artifacts for every framework, by task, logged to the active run."""
 
 from __future__ import annotations
 
@@ -12,19 +12,50 @@ import numpy as np  # noqa: E402
 from sklearn import metrics as skm  # noqa: E402
 
 
-def evaluate(y_true: np.ndarray, proba: np.ndarray, class_names: list[str]) -> dict[str, float]:
-    """Log test_accuracy, test_macro_f1, test_log_loss, a confusion matrix and a report."""
-    labels = list(range(len(class_names)))
-    proba = np.asarray(proba, dtype=np.float64)
+def scores(task: str, y_true: np.ndarray, pred: np.ndarray, n_classes: int, prefix: str) -> dict[str, float]:
+    """The task's metrics: classification from class probabilities, regression from values."""
+    if task == "regression":
+        pred = np.asarray(pred, dtype=np.float64).reshape(-1)
+        return {
+            f"{prefix}_rmse": float(np.sqrt(skm.mean_squared_error(y_true, pred))),
+            f"{prefix}_mae": float(skm.mean_absolute_error(y_true, pred)),
+            f"{prefix}_r2": float(skm.r2_score(y_true, pred)),
+        }
+    labels = list(range(n_classes))
+    proba = as_proba(pred)
     proba = proba / proba.sum(axis=1, keepdims=True)  # float32 outputs drift off 1 by ~1e-7
     y_pred = proba.argmax(axis=1)
-    results = {
-        "test_accuracy": float(skm.accuracy_score(y_true, y_pred)),
-        "test_macro_f1": float(skm.f1_score(y_true, y_pred, average="macro", labels=labels)),
-        "test_log_loss": float(skm.log_loss(y_true, proba, labels=labels)),  # sklearn clips itself
+    out = {
+        f"{prefix}_accuracy": float(skm.accuracy_score(y_true, y_pred)),
+        f"{prefix}_macro_f1": float(skm.f1_score(y_true, y_pred, average="macro", labels=labels)),
+        f"{prefix}_log_loss": float(skm.log_loss(y_true, proba, labels=labels)),  # sklearn clips itself
     }
-    mlflow.log_metrics(results)
+    if n_classes == 2 and len(np.unique(y_true)) == 2:
+        out[f"{prefix}_roc_auc"] = float(skm.roc_auc_score(y_true, proba[:, 1]))
+        out[f"{prefix}_pr_auc"] = float(skm.average_precision_score(y_true, proba[:, 1]))
+    return out
 
+
+def as_proba(pred) -> np.ndarray:
+    """(n, classes) probabilities; a binary model's (n,) P(positive) becomes two columns."""
+    proba = np.asarray(pred, dtype=np.float64)
+    return proba if proba.ndim == 2 else np.column_stack([1 - proba, proba])
+
+
+def evaluate(task: str, y_true: np.ndarray, pred: np.ndarray, class_names: list[str]) -> dict[str, float]:
+    """Log the test metrics and the task's evaluation artifacts; return the metrics."""
+    results = scores(task, y_true, pred, len(class_names), "test")
+    mlflow.log_metrics(results)
+    if task == "regression":
+        _regression_plots(y_true, np.asarray(pred, dtype=np.float64).reshape(-1), results)
+    else:
+        _classification_artifacts(y_true, as_proba(pred), class_names, results)
+    return results
+
+
+def _classification_artifacts(y_true, proba, class_names, results) -> None:
+    labels = list(range(len(class_names)))
+    y_pred = proba.argmax(axis=1)
     matrix = skm.confusion_matrix(y_true, y_pred, labels=labels)
     fig, ax = plt.subplots(figsize=(7, 6))
     skm.ConfusionMatrixDisplay(matrix, display_labels=class_names).plot(
@@ -45,7 +76,35 @@ def evaluate(y_true: np.ndarray, proba: np.ndarray, class_names: list[str]) -> d
         ),
         "evaluation/per_class_report.txt",
     )
-    return results
+    if "test_roc_auc" in results:
+        fig, ax = plt.subplots(figsize=(6, 5))
+        skm.RocCurveDisplay.from_predictions(y_true, proba[:, 1], ax=ax, name=f"positive: {class_names[1]}")
+        ax.set_title(f"Test ROC curve (AUC {results['test_roc_auc']:.4f})")
+        fig.tight_layout()
+        mlflow.log_figure(fig, "evaluation/roc_curve.png")
+        plt.close(fig)
+
+
+def _regression_plots(y_true, y_pred, results) -> None:
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.scatter(y_true, y_pred, s=4, alpha=0.4)
+    low, high = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
+    ax.plot([low, high], [low, high], color="black", linewidth=1)
+    ax.set(xlabel="actual", ylabel="predicted",
+           title=f"Test: predicted vs actual (RMSE {results['test_rmse']:.4g}, R² {results['test_r2']:.3f})")
+    fig.tight_layout()
+    mlflow.log_figure(fig, "evaluation/predicted_vs_actual.png")
+    plt.close(fig)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    residuals = y_true - y_pred
+    left.scatter(y_pred, residuals, s=4, alpha=0.4)
+    left.axhline(0, color="black", linewidth=1)
+    left.set(xlabel="predicted", ylabel="actual - predicted", title="Residuals vs predicted")
+    right.hist(residuals, bins=50)
+    right.set(xlabel="actual - predicted", title="Residual distribution")
+    fig.tight_layout()
+    mlflow.log_figure(fig, "evaluation/residuals.png")
+    plt.close(fig)
 
 
 def log_training_curves(run_id: str) -> None:

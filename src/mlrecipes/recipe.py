@@ -26,7 +26,7 @@ SYSTEM_METRICS_INTERVAL_S = 5
 class Trained:
     """What a project's fit returns."""
 
-    predict_proba: Callable[[np.ndarray], np.ndarray]  # model input -> (n, classes)
+    predict: Callable[[object], np.ndarray]  # model input -> (n, classes) probabilities; (n,) for regression
     log_model: Callable[..., object]  # flavor log_model(name=, signature=, input_example=, pip_requirements=)
     requirements: tuple[str, ...]  # distributions the model needs to load, besides mlflow: pinned as installed
     prepare: Callable[[np.ndarray], np.ndarray] = lambda X: X  # dataset X -> model input
@@ -54,6 +54,43 @@ def pinned_requirements(*distributions: str) -> list[str]:
     from importlib import metadata
 
     return [f"{name}=={metadata.version(name).split('+')[0]}" for name in distributions]
+
+
+def model_example(ds, X_test, pred: np.ndarray) -> dict:
+    """signature + input_example of the logged model, in the form a scorer hands over.
+
+    Images: the model's own input. Tables: raw rows (strings, float64; what a Parquet reader
+    gives) in, and the table model's output frame (prediction + one probability per class) out.
+    """
+    from mlflow.models import infer_signature
+
+    if ds.feature_names is None:
+        example = X_test[:5]
+        return {"signature": infer_signature(example, pred[:5]), "input_example": example}
+    from mlrecipes import data, table_model
+
+    example = data.raw_rows(ds.X_test.iloc[:5])
+    out = table_model.output(pred[:5], ds.task, ds.class_names)
+    return {"signature": infer_signature(example, out), "input_example": example}
+
+
+def log_table_model(framework: str, booster, ds, **kwargs):
+    """A booster trained on a table, logged as the `table_model` pyfunc (see that module for why)."""
+    import tempfile
+
+    import mlflow
+
+    suffix = "ubj" if framework == "xgboost" else "txt"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / f"booster.{suffix}")
+        booster.save_model(path)  # lightgbm: the best iteration when early stopping found one
+        return mlflow.pyfunc.log_model(
+            python_model=str(Path(__file__).with_name("table_model.py")),
+            artifacts={"booster": path},
+            model_config={"framework": framework, "task": ds.task, "features": list(ds.feature_names),
+                          "categories": ds.categories, "class_names": list(ds.class_names)},
+            **kwargs,
+        )
 
 
 def peak_rss_mb() -> float:
@@ -85,8 +122,9 @@ def run(project_dir: Path, fit: Callable, argv: list[str]) -> int:
         cfg = config.compose(project_dir, config.parse_argv(argv))
         tracking.set_tags(cfg)
         tracking.log_config(cfg)
+        task = str(cfg.get("task") or "classification")
 
-        ds = data.load(cfg.data)
+        ds = data.load(cfg.data, task)
         tracking.log_dataset(ds)
         print(
             f"[{cfg.project}:{cfg.variant}] data {ds.name}: {len(ds.y_train)} train, "
@@ -100,27 +138,25 @@ def run(project_dir: Path, fit: Callable, argv: list[str]) -> int:
         # CPU seconds beside wall seconds: comparable between runs on a shared worker.
         mlflow.log_metrics({"train_seconds": train_seconds, "train_cpu_seconds": time.process_time() - cpu_started})
 
+        # Validation metrics: what a sweep optimises and what compares trials (never the test set).
+        val_pred = np.asarray(trained.predict(trained.prepare(ds.X_val)))
+        mlflow.log_metrics(evaluate.scores(task, ds.y_val, val_pred, ds.num_classes, "validation"))
         X_test = trained.prepare(ds.X_test)
-        proba = np.asarray(trained.predict_proba(X_test))
-        results = evaluate.evaluate(ds.y_test, proba, ds.class_names)
+        pred = np.asarray(trained.predict(X_test))
+        results = evaluate.evaluate(task, ds.y_test, pred, ds.class_names)
         mlflow.flush_async_logging()  # autolog may still be writing per-iteration metrics
         evaluate.log_training_curves(run_id)
 
-        from mlflow.models import infer_signature
-
-        example = X_test[:5]
         info = trained.log_model(
             name="model",
-            signature=infer_signature(example, proba[:5]),
-            input_example=example,
+            **model_example(ds, X_test, pred),
             pip_requirements=pinned_requirements("mlflow", *trained.requirements),
         )
         mlflow.log_metric("peak_rss_mb", peak_rss_mb())
-        registry.register_and_gate(
-            info.model_uri, cfg.registry.model_name, run_id, results[cfg.gate.metric], cfg.gate
-        )
+        registry.register_and_gate(info.model_uri, cfg.registry.model_name, run_id, results[cfg.gate.metric], cfg.gate)
+        headline = ", ".join(f"{k} {v:.4f}" for k, v in results.items() if k in ("test_accuracy", "test_rmse"))
         print(
-            f"[{cfg.project}:{cfg.variant}] test accuracy {results['test_accuracy']:.4f}, "
+            f"[{cfg.project}:{cfg.variant}] {headline}, "
             f"train {train_seconds:.1f}s, peak RSS {peak_rss_mb():.0f} MB, run {run_id}",
             flush=True,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import warnings
 
@@ -12,8 +13,24 @@ from mlrecipes.config import REPO_ROOT, flatten
 from mlrecipes.data import Dataset
 from mlrecipes.jobs import airflow_tags
 
+# Config keys whose values never reach params, tags or artifacts (credentials in storage_options).
+_SECRET = re.compile(r"(secret|password|token|credential|access_key|key_id)", re.IGNORECASE)
+
+
+def redacted(cfg: DictConfig) -> DictConfig:
+    """A copy with every value under a secret-looking key replaced by ***."""
+    def walk(node):
+        if isinstance(node, dict):
+            return {k: ("***" if _SECRET.search(str(k)) and v not in (None, "") else walk(v)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return OmegaConf.create(walk(OmegaConf.to_container(cfg, resolve=True)))
+
 
 def log_config(cfg: DictConfig) -> None:
+    cfg = redacted(cfg)
     params = flatten(cfg)
     items = list(params.items())
     for start in range(0, len(items), 100):  # MLflow caps one batch at 100 params
@@ -59,18 +76,22 @@ def log_dataset(ds: Dataset) -> None:
 
 
 def _log_dataset(ds: Dataset) -> None:
-    if ds.frame is not None:
-        target = [c for c in ds.frame.columns if str(c) not in (ds.feature_names or [])]
-        source = mlflow.data.from_pandas(
-            ds.frame, source=ds.source, targets=str(target[0]) if target else None, name=ds.name
-        )
-        mlflow.log_input(source, context="source")
-    train = mlflow.data.from_numpy(
-        ds.X_train, targets=ds.y_train, source=ds.source, name=f"{ds.name}-train"
-    )
-    test = mlflow.data.from_numpy(ds.X_test, targets=ds.y_test, source=ds.source, name=f"{ds.name}-test")
-    mlflow.log_input(train, context="training")
-    mlflow.log_input(test, context="evaluation")
-    mlflow.log_params(
-        {"data.rows.train": len(ds.y_train), "data.rows.validation": len(ds.y_val), "data.rows.test": len(ds.y_test)}
-    )
+    if ds.feature_names is None:  # images
+        inputs = [(mlflow.data.from_numpy(X, targets=y, source=ds.source, name=f"{ds.name}-{part}"), context)
+                  for X, y, part, context in ((ds.X_train, ds.y_train, "train", "training"),
+                                              (ds.X_test, ds.y_test, "test", "evaluation"))]
+    else:
+        # The digest covers each split's rows with their target; the source URI is the real table,
+        # and the Delta version and the filter travel as tags of the input.
+        tags = {k.removeprefix("data.source."): str(v) for k, v in ds.params.items() if k.startswith("data.source.")}
+        inputs = [(mlflow.data.from_pandas(X.assign(**{ds.target: y}), source=ds.source, targets=ds.target,
+                                           name=f"{ds.name}-{part}"), context)
+                  for X, y, part, context in ((ds.X_train, ds.y_train, "train", "training"),
+                                              (ds.X_val, ds.y_val, "validation", "validation"),
+                                              (ds.X_test, ds.y_test, "test", "evaluation"))]
+    for dataset, context in inputs:
+        mlflow.log_input(dataset, context=context, tags=tags if ds.feature_names is not None else None)
+    mlflow.log_params({
+        **ds.params,
+        "data.rows.train": len(ds.y_train), "data.rows.validation": len(ds.y_val), "data.rows.test": len(ds.y_test),
+    })

@@ -33,7 +33,7 @@ def test_compose_merges_shared_groups_and_overrides():
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["data=nope"], "unknown data 'nope'; valid: breast_cancer, csv, mnist, parquet"),
+        (["data=nope"], "unknown data 'nope'; valid: breast_cancer, csv, delta, mnist, parquet"),
         (["model.params.max_depth"], "malformed override 'model.params.max_depth'"),
         (["model.no_such_key=1"], "no_such_key"),
         (["data=csv"], "missing required config value(s): data.path, data.target"),

@@ -153,7 +153,7 @@ def test_csv_and_parquet_tables(tmp_path):
 
 
 def test_table_errors(tmp_path):
-    with pytest.raises(UserError, match="data file not found"):
+    with pytest.raises(UserError, match="data not found"):
         data.load(table_cfg(tmp_path / "missing.csv"))
     (tmp_path / "t.csv").write_text("a,b\n1,2\n3,4\n")
     with pytest.raises(UserError, match="target column 'label' not in .*columns: a, b"):

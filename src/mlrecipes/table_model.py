@@ -1,0 +1,88 @@
+"""The pyfunc of a gradient-boosted model trained on a table (an MLflow "model from code").
+
+Why not the xgboost / lightgbm flavor's own pyfunc: a scorer hands over raw rows, where a
+categorical feature is a string column, and MLflow's schema enforcement delivers strings as
+objects. Both boosters need pandas categoricals with the *training* categories to apply their
+categorical splits (and a category never seen in training must become missing, not a crash);
+the flavors' pyfuncs pass the frame through untouched and fail. This file applies exactly that
+typing, then the native booster, and returns a frame a scorer can write as is:
+`prediction` (the class label, or the value for regressors) and `proba_<class>` per class.
+
+It is copied into the model by `mlflow.pyfunc.log_model(python_model=<this file>)`, so it must
+not import mlrecipes: a model loads wherever MLflow and the booster's library are installed.
+The booster is a plain artifact in its library's own format (booster.ubj / booster.txt).
+"""
+
+
+import warnings
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.pyfunc import PythonModel
+
+# The signature logged with the model is what validates the input; MLflow's type-hint validation
+# has no form for "a frame with these typed columns", and asks for a hint at every class definition.
+warnings.filterwarnings("ignore", message="Add type hints to the `predict` method")
+
+
+def typed(frame: pd.DataFrame, features: list[str], categories: dict[str, list[str]]) -> pd.DataFrame:
+    """Feature columns in training order: numbers as float32, strings as the training categoricals."""
+    return pd.DataFrame({
+        name: pd.Categorical(_strings(frame[name]), categories=categories[name]) if name in categories
+        else pd.to_numeric(frame[name], errors="raise").astype(np.float32)
+        for name in features
+    }, index=frame.index)
+
+
+def _strings(column: pd.Series) -> pd.Series:
+    return column.astype(object).where(column.notna(), None).map(lambda v: v if v is None else str(v))
+
+
+def output(raw: np.ndarray, task: str, class_names: list[str]) -> pd.DataFrame:
+    """Booster output -> `prediction` (+ `proba_<class>` per class for classifiers)."""
+    raw = np.asarray(raw, dtype=np.float64)
+    if task == "regression":
+        return pd.DataFrame({"prediction": raw.reshape(-1)})
+    proba = raw if raw.ndim == 2 else np.column_stack([1 - raw, raw])  # binary: P(positive class)
+    out = pd.DataFrame(proba, columns=[f"proba_{c}" for c in class_names])
+    out.insert(0, "prediction", np.asarray(class_names, dtype=object)[proba.argmax(axis=1)])
+    return out
+
+
+def load_booster(framework: str, path: str):
+    if framework == "xgboost":
+        import xgboost
+
+        booster = xgboost.Booster()
+        booster.load_model(path)
+        return booster
+    import lightgbm
+
+    return lightgbm.Booster(model_file=path)
+
+
+def predict_raw(framework: str, booster, frame: pd.DataFrame) -> np.ndarray:
+    if framework == "xgboost":
+        import xgboost
+
+        return booster.predict(xgboost.DMatrix(frame, enable_categorical=True))
+    return booster.predict(frame)
+
+
+class TableModel(PythonModel):
+    def load_context(self, context):
+        config = context.model_config
+        self.framework, self.task = config["framework"], config["task"]
+        self.features, self.categories = list(config["features"]), dict(config["categories"])
+        self.class_names = list(config.get("class_names") or [])
+        self.booster = load_booster(self.framework, context.artifacts["booster"])
+
+    def predict(self, context, model_input, params=None):
+        frame = typed(model_input, self.features, self.categories)
+        out = output(predict_raw(self.framework, self.booster, frame), self.task, self.class_names)
+        out.index = model_input.index
+        return out
+
+
+mlflow.models.set_model(TableModel())
