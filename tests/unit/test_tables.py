@@ -1,0 +1,198 @@
+"""Tables in: the pyarrow.dataset / deltalake reader, filters, types, splits, on the fixture tick table."""
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from omegaconf import OmegaConf
+
+from mlrecipes import data, splits, tables
+from mlrecipes.errors import UserError
+from mlrecipes.tracking import redacted
+
+
+def cfg(path, **extra):
+    base = {"kind": "parquet", "name": "ticks", "path": str(path), "target": "direction", "columns": None,
+            "exclude": ["date", "ts", "next_return", "up"], "filters": None, "split": "random", "time_column": None,
+            "split_column": None, "val_fraction": 0.1, "test_fraction": 0.2, "limit": 0, "seed": 1,
+            "storage_options": {}}
+    return OmegaConf.create({**base, **extra})
+
+
+def count(table, expression) -> int:
+    return int(pc.sum(expression.cast(pa.int64())).as_py() or 0) if expression is not None else table.num_rows
+
+
+def test_partitions_are_string_columns_and_filters_push_down(ticks):
+    source = tables.open_table(cfg(ticks["parquet"], filters=[["date", "ge", "2026-01-04"],
+                                                               ["symbol", "in", ["005930", "000660"]]]))
+    assert source.schema.field("symbol").type == pa.string()  # "005930", not 5930
+    # The filter prunes whole partitions: only files of the selected days and symbols are read.
+    fragments = list(source.dataset.get_fragments(filter=source.filter))
+    assert 0 < len(fragments) < len(source.dataset.files)
+    assert all("date=2026-01-0" in f.path and ("005930" in f.path or "000660" in f.path) for f in fragments)
+    got = source.read(["symbol", "date"])
+    t = ticks["table"]
+    expected = t.filter(pc.and_(pc.greater_equal(t["date"], "2026-01-04"),
+                                pc.is_in(t["symbol"], pa.array(["005930", "000660"]))))
+    assert got.num_rows == expected.num_rows > 0
+    assert set(got["symbol"].to_pylist()) == {"005930", "000660"}
+
+
+def test_filter_values_are_cast_to_the_column_type(ticks):
+    source = tables.open_table(cfg(ticks["parquet"], filters=[["ts", "lt", "2026-01-03T12:00:00"], ["f0", "gt", 0]]))
+    got = source.read(["ts", "f0"])
+    assert got.num_rows > 0
+    assert pc.max(got["ts"]).as_py() < pd.Timestamp("2026-01-03T12:00:00")
+    assert pc.min(got["f0"]).as_py() > 0
+
+
+@pytest.mark.parametrize(("filters", "message"), [
+    ([["price", "gt", 1]], "data.filters: unknown column 'price'"),
+    ([["f0", "like", 1]], "data.filters: unknown operator 'like'"),
+    ([["f0", "gt", "abc"]], "cannot be compared with column 'f0'"),
+    ([["f0"]], "expected [column, op, value]"),
+])
+def test_bad_filters(ticks, filters, message):
+    with pytest.raises(UserError) as err:
+        tables.open_table(cfg(ticks["parquet"], filters=filters))
+    assert message in str(err.value)
+
+
+def test_delta_time_travel_logs_the_version_read(ticks):
+    latest = tables.open_table(cfg(ticks["delta"], kind="delta"))
+    first = tables.open_table(cfg(ticks["delta"], kind="delta", version=0))
+    assert (latest.version, first.version) == (1, 0)
+    days = lambda s: set(s.read(["date"])["date"].to_pylist())  # noqa: E731
+    assert max(days(latest)) == "2026-01-06" and max(days(first)) == "2026-01-05"
+    ds = data.load(cfg(ticks["delta"], kind="delta", version=0))
+    assert ds.params["data.source.version"] == 0
+    with pytest.raises(UserError, match="has no version 7"):
+        tables.open_table(cfg(ticks["delta"], kind="delta", version=7))
+
+
+def test_types_categories_and_missing_values(ticks):
+    ds = data.load(cfg(ticks["parquet"]))
+    assert ds.feature_names == ["venue", "f0", "f1", "f2", "f3", "f4", "f5", "symbol"]
+    assert isinstance(ds.X_train["symbol"].dtype, pd.CategoricalDtype)
+    assert ds.categories["symbol"] == sorted(ds.X_train["symbol"].dropna().unique().tolist())
+    assert ds.X_train["f0"].dtype == np.float32 and ds.X_train["f0"].isna().any()  # gaps kept
+    missing = ticks["table"]["direction"].null_count
+    assert missing > 0 and ds.params["data.rows.dropped_missing_target"] == missing
+    assert len(ds.y_train) + len(ds.y_val) + len(ds.y_test) == ticks["table"].num_rows - missing
+    assert ds.class_names == ["down", "flat", "up"]
+
+
+def test_raw_timestamp_feature_is_a_clear_error(ticks):
+    with pytest.raises(UserError, match="column 'ts' is a timestamp.*data.exclude or make it data.time_column"):
+        data.load(cfg(ticks["parquet"], exclude=["date"]))
+
+
+def test_unseen_category_becomes_missing(tmp_path):
+    frame = pd.DataFrame({"sym": ["a", "b"] * 20 + ["new"] * 5, "x": np.arange(45, dtype=float),
+                          "t": pd.date_range("2026-01-01", periods=45, freq="h"), "y": [0, 1] * 22 + [1]})
+    frame.to_parquet(tmp_path / "t.parquet")
+    ds = data.load(cfg(tmp_path / "t.parquet", target="y", exclude=[], split="time", time_column="t",
+                       test_fraction=0.15))
+    assert ds.categories["sym"] == ["a", "b"]
+    assert ds.X_test["sym"].isna().sum() == 5  # "new" only after the training rows
+
+
+def test_time_split_has_no_look_ahead_even_with_tied_timestamps():
+    times = np.repeat(np.arange(10), 7)  # 7 rows share each timestamp
+    train, val, test = splits.time_split(times, 0.2, 0.25, "ts")
+    assert times[train].max() < times[val].min() and times[val].max() < times[test].min()
+    assert len(train) + len(val) + len(test) == len(times)
+    # Tied rows go to the later split; when one timestamp is all there is, nothing is left to train on.
+    with pytest.raises(UserError, match="leaves train empty: 6 rows over 2 distinct times"):
+        splits.time_split(np.array([1, 1, 1, 2, 2, 2]), 0.5, 0.5, "ts")
+
+
+def test_time_split_params_show_the_ranges(ticks):
+    ds = data.load(cfg(ticks["parquet"], exclude=["date", "next_return", "up"], split="time", time_column="ts"))
+    p = ds.params
+    assert p["data.split.train.time_max"] < p["data.split.validation.time_min"]
+    assert p["data.split.validation.time_max"] < p["data.split.test.time_min"]
+    assert "ts" not in ds.feature_names
+
+
+def test_column_split(tmp_path):
+    frame = pd.DataFrame({"x": np.arange(30.0), "y": [0, 1] * 15, "part": ["train"] * 20 + ["validation"] * 5 + ["test"] * 5})
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    ds = data.load(cfg(tmp_path / "t.csv", kind="csv", target="y", exclude=[], split="column", split_column="part"))
+    assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (20, 5, 5)
+    assert ds.feature_names == ["x"]
+
+
+def test_regression_target(ticks):
+    ds = data.load(cfg(ticks["parquet"], target="next_return", exclude=["date", "direction", "up", "ts"]),
+                   task="regression")
+    assert ds.objective == "regression" and ds.class_names == [] and ds.y_train.dtype == np.float64
+    with pytest.raises(UserError, match="target column 'direction' is string, not a number"):
+        data.load(cfg(ticks["parquet"], exclude=["date", "ts"]), task="regression")
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"columns": ["f0", "nope"]}, "data.columns: unknown column(s) nope"),
+    ({"exclude": ["nope"]}, "data.exclude: unknown column(s) nope"),
+    ({"time_column": "nope", "split": "time"}, "data.time_column: unknown column(s) nope"),
+    ({"filters": [["symbol", "eq", "999999"]]}, "the filter leaves none"),
+    ({"split": "time"}, "data.split=time needs data.time_column"),
+    ({"split": "shuffle"}, "unknown data.split 'shuffle'"),
+    ({"target": "empty"}, "target column 'empty' has no values"),
+])
+def test_bad_table_input(tmp_path, ticks, extra, message):
+    t = ticks["table"].append_column("empty", pa.nulls(ticks["table"].num_rows, pa.string()))
+    import pyarrow.parquet as pq
+
+    pq.write_table(t, tmp_path / "t.parquet")
+    with pytest.raises(UserError) as err:
+        data.load(cfg(tmp_path / "t.parquet", **{"exclude": ["date", "ts", "next_return", "up"], **extra}))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_incompatible_parquet_files_are_one_line(tmp_path):
+    import pyarrow.parquet as pq
+
+    (tmp_path / "d").mkdir()
+    pq.write_table(pa.table({"x": [1.0, 2.0], "y": [0, 1]}), tmp_path / "d" / "a.parquet")
+    pq.write_table(pa.table({"x": ["a", "b"], "y": [0, 1]}), tmp_path / "d" / "b.parquet")
+    with pytest.raises(UserError, match="cannot read parquet .*incompatible"):
+        data.load(cfg(tmp_path / "d", target="y", exclude=[]))
+
+
+def test_s3_reads_parquet_and_delta(s3, monkeypatch):
+    for key, value in s3["env"].items():
+        monkeypatch.setenv(key, value)
+    parquet = data.load(cfg("s3://lake/ticks_parquet", filters=[["symbol", "eq", "005930"]]))
+    assert parquet.source == "s3://lake/ticks_parquet" and set(parquet.X_train["symbol"].dropna()) == {"005930"}
+    delta = data.load(cfg("s3://lake/ticks_delta", kind="delta", version=0))
+    assert delta.params["data.source.version"] == 0
+
+
+def test_s3_wrong_credentials_and_dead_endpoint_fail_fast(s3, monkeypatch):
+    import socket
+    import time
+
+    for key, value in s3["env"].items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+    for kind in ("parquet", "delta"):
+        with pytest.raises(UserError, match="cannot read"):
+            data.load(cfg(f"s3://lake/ticks_{kind}", kind=kind))
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = sock.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{dead}")
+    started = time.monotonic()
+    with pytest.raises(UserError, match="cannot read"):
+        data.load(cfg("s3://lake/ticks_parquet"))
+    assert time.monotonic() - started < 60
+
+
+def test_credentials_never_reach_the_logged_config():
+    conf = OmegaConf.create({"data": {"storage_options": {"endpoint_url": "http://x", "secret_access_key": "s3cr3t",
+                                                          "access_key_id": "AKIA"}}})
+    flat = str(OmegaConf.to_container(redacted(conf)))
+    assert "s3cr3t" not in flat and "AKIA" not in flat and "http://x" in flat
