@@ -313,8 +313,16 @@ def load_table(cfg, task: str = "classification") -> Dataset:
 def _frame(X: dict, rows: np.ndarray, categories: dict):
     import pandas as pd
 
-    return pd.DataFrame({name: pd.Categorical(col[rows], categories=categories[name]) if name in categories
-                         else col[rows] for name, col in X.items()})
+    return pd.DataFrame({name: categorical(col[rows], categories[name]) if name in categories else col[rows]
+                         for name, col in X.items()})
+
+
+def categorical(values, categories: list[str]):
+    """Strings -> a pandas categorical over `categories`; any other value becomes missing."""
+    import pandas as pd
+
+    values = pd.Series(values, dtype=object)
+    return pd.Categorical(values.where(values.isin(categories), None), categories=categories)
 
 
 def _select_columns(cfg, names: list[str], schema) -> tuple[list[str], list[str]]:

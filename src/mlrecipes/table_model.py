@@ -29,14 +29,16 @@ warnings.filterwarnings("ignore", message="Add type hints to the `predict` metho
 def typed(frame: pd.DataFrame, features: list[str], categories: dict[str, list[str]]) -> pd.DataFrame:
     """Feature columns in training order: numbers as float32, strings as the training categoricals."""
     return pd.DataFrame({
-        name: pd.Categorical(_strings(frame[name]), categories=categories[name]) if name in categories
+        name: _categorical(frame[name], categories[name]) if name in categories
         else pd.to_numeric(frame[name], errors="raise").astype(np.float32)
         for name in features
     }, index=frame.index)
 
 
-def _strings(column: pd.Series) -> pd.Series:
-    return column.astype(object).where(column.notna(), None).map(lambda v: v if v is None else str(v))
+def _categorical(column: pd.Series, categories: list[str]) -> pd.Categorical:
+    """A category never seen in training becomes a missing value (the boosters' own handling)."""
+    strings = column.astype(object).map(lambda v: None if v is None or v != v else str(v))
+    return pd.Categorical(strings.where(strings.isin(categories), None), categories=categories)
 
 
 def output(raw: np.ndarray, task: str, class_names: list[str]) -> pd.DataFrame:

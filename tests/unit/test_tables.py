@@ -118,7 +118,8 @@ def test_time_split_params_show_the_ranges(ticks):
 
 
 def test_column_split(tmp_path):
-    frame = pd.DataFrame({"x": np.arange(30.0), "y": [0, 1] * 15, "part": ["train"] * 20 + ["validation"] * 5 + ["test"] * 5})
+    part = ["train"] * 20 + ["validation"] * 5 + ["test"] * 5
+    frame = pd.DataFrame({"x": np.arange(30.0), "y": [0, 1] * 15, "part": part})
     frame.to_csv(tmp_path / "t.csv", index=False)
     ds = data.load(cfg(tmp_path / "t.csv", kind="csv", target="y", exclude=[], split="column", split_column="part"))
     assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (20, 5, 5)
