@@ -102,7 +102,7 @@ def resolve_uri(path: str) -> str:
 def _open_files(kind: str, uri: str, options: dict) -> TableSource:
     from pyarrow import fs
 
-    filesystem, path = _filesystem(uri, options)
+    filesystem, path = filesystem_for(uri, options)
     fmt = "parquet" if kind == "parquet" else pads.CsvFileFormat()
     try:
         info = (filesystem or fs.LocalFileSystem()).get_file_info(path)
@@ -165,7 +165,7 @@ def s3_settings(options: dict) -> dict[str, str | None]:
     }
 
 
-def _filesystem(uri: str, options: dict):
+def filesystem_for(uri: str, options: dict):
     """(pyarrow filesystem or None for local, path within it)."""
     if uri.startswith("file://"):
         return None, uri.removeprefix("file://")

@@ -106,12 +106,12 @@ def corrupt_data_dir(tmp_path):
 @pytest.mark.parametrize(
     ("project", "params", "env", "message"),
     [
-        ("xgboost", ["data=imagenet"], None, "unknown data 'imagenet'; valid: breast_cancer, csv, mnist, parquet"),
+        ("xgboost", ["data=imagenet"], None, "unknown data 'imagenet'; valid: breast_cancer, csv, delta, mnist, parquet"),
         ("xgboost", ["overrides=model.params.max_depth"], None, "malformed override 'model.params.max_depth'"),
         ("xgboost", ["num_boost_round=-5"], None, "model.num_boost_round must be >= 1, got -5"),
         ("lightgbm", ["num_boost_round=-5"], None, "model.num_boost_round must be >= 1, got -5"),
         ("lightgbm", ["data=csv", "overrides=data.path=/nonexistent/ticks.csv data.target=label"], None,
-         "data file not found: /nonexistent/ticks.csv"),
+         "data not found: /nonexistent/ticks.csv"),
         ("xgboost", ["data=breast_cancer", "overrides=data.target=price"], None,
          "target column 'price' not in sklearn.datasets.load_breast_cancer"),
         ("xgboost", [], corrupt_data_dir, "corrupt IDX file"),
