@@ -117,7 +117,7 @@ def run(project_dir: Path, fit: Callable, argv: list[str]) -> int:
         )
         mlflow.log_metric("peak_rss_mb", peak_rss_mb())
         registry.register_and_gate(
-            info.model_uri, cfg.registry.model_name, run_id, results[cfg.gate.metric], cfg.gate
+            info.model_uri, cfg.registry.model_name, run_id, results, cfg.gate
         )
         print(
             f"[{cfg.project}:{cfg.variant}] test accuracy {results['test_accuracy']:.4f}, "

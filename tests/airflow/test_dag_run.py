@@ -16,7 +16,7 @@ from helpers import wait_for_recipe_run
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE_DATA = REPO / "tests" / "fixtures"
 # Small and fast; the low gate lets a 300-image model register.
-CONF = {"limit": 300, "num_boost_round": 10, "overrides": "gate.min_accuracy=0.1"}
+CONF = {"limit": 300, "num_boost_round": 10, "overrides": "gate.threshold=0.1"}
 
 pytestmark = pytest.mark.smoke
 
