@@ -196,7 +196,7 @@ def move_alias(client, name: str, alias: str, version: str, *, action: str, comm
     return record
 
 
-def _versions(client, name: str) -> list:
+def model_versions(client, name: str) -> list:
     from mlflow.exceptions import MlflowException
 
     try:
@@ -216,7 +216,7 @@ def history(client, name: str, alias: str = "champion", versions: list | None = 
     time, with action `gate` and no `from`.
     """
     moves = []
-    for v in versions if versions is not None else _versions(client, name):
+    for v in versions if versions is not None else model_versions(client, name):
         tags = v.tags or {}
         own = [json.loads(value) for key, value in tags.items() if key.startswith(f"{AUDIT_PREFIX}{alias}.")]
         if not own and tags.get("gate.decision") == "promoted":
@@ -236,6 +236,7 @@ def previous_champion(moves: list[dict], current: str | None) -> str | None:
     The moves, oldest first, build a stack: a move to a version already on it pops back to it
     (a rollback), any other pushes. So two rollbacks in a row go two champions back.
     """
+    current = None if current is None else str(current)
     stack: list[str] = []
     for move in reversed(moves):
         v = move["version"]
@@ -311,7 +312,7 @@ def promote(client, name: str, version: str, *, alias: str = "champion", force: 
             reason: str | None = None, command: str = "promote") -> dict:
     """Move `alias` to `version` if it passes the gate against the current holder (or if forced)."""
     _require_reason(force, reason)
-    versions = _versions(client, name)
+    versions = model_versions(client, name)
     target = _version(client, name, version, versions)
     current = holder(client, name, alias)
     if current is not None and str(current.version) == str(target.version):
@@ -339,7 +340,7 @@ def rollback(client, name: str, to: str | None = None, *, alias: str = "champion
              reason: str | None = None, command: str = "rollback") -> dict:
     """Move `alias` back to the previous champion (or to version `to`)."""
     _require_reason(force, reason)
-    versions = _versions(client, name)
+    versions = model_versions(client, name)
     current = holder(client, name, alias)
     here = str(current.version) if current else None
     if to is None:
