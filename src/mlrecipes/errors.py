@@ -30,3 +30,9 @@ def see(anchor: str) -> str:
     every anchor used in src/ in step with the guide's headings.
     """
     return f" (see {GUIDE}#{anchor})"
+
+
+def store_see(text: str) -> str:
+    """The guide's section for a failure to use the tracking store, picked from its message."""
+    locked = "database is locked" in text or "_alembic_tmp" in text
+    return see("sqlite-database-is-locked") if locked else see("the-tracking-server-is-unreachable")

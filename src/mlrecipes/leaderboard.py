@@ -95,10 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         table, moves = rows(client)
     except mlflow.exceptions.MlflowException as exc:
-        from mlrecipes.errors import one_line, see
+        from mlrecipes.errors import one_line, store_see
 
         print(f"error: cannot read the tracking store {client.tracking_uri}: {one_line(exc.message)}"
-              + see("the-tracking-server-is-unreachable"), file=sys.stderr)
+              + store_see(exc.message), file=sys.stderr)
         return 2
     if not table:
         print(f"no registered models in {client.tracking_uri} yet: run `make run` first")

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mlrecipes.errors import EXIT_USER_ERROR, UserError, one_line, see
+from mlrecipes.errors import EXIT_USER_ERROR, UserError, one_line, see, store_see
 
 DIRECTIONS = ("maximize", "minimize")
 AUDIT_PREFIX = "audit."
@@ -435,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER_ERROR
     except MlflowException as exc:
         print(f"error: tracking store {args.tracking_uri or os.environ.get('MLFLOW_TRACKING_URI', '(default)')}: "
-              f"{one_line(exc.message)}" + see("the-tracking-server-is-unreachable"), file=sys.stderr, flush=True)
+              f"{one_line(exc.message)}" + store_see(exc.message), file=sys.stderr, flush=True)
         return EXIT_USER_ERROR
     return 0
 
