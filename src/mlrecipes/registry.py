@@ -209,6 +209,20 @@ def model_versions(client, name: str) -> list:
     return client.search_model_versions(f"name='{escaped}'")
 
 
+def audit_records(tags: dict, alias: str) -> list[dict]:
+    """The moves of `alias` recorded on one version (tags edited into something else are skipped)."""
+    out = []
+    for key, value in tags.items():
+        if key.startswith(f"{AUDIT_PREFIX}{alias}."):
+            try:
+                record = json.loads(value)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and {"version", "at", "action"} <= record.keys():
+                out.append(record)
+    return out
+
+
 def history(client, name: str, alias: str = "champion", versions: list | None = None) -> list[dict]:
     """Every recorded move of `alias` of model `name`, newest first.
 
@@ -218,10 +232,10 @@ def history(client, name: str, alias: str = "champion", versions: list | None = 
     moves = []
     for v in versions if versions is not None else model_versions(client, name):
         tags = v.tags or {}
-        own = [json.loads(value) for key, value in tags.items() if key.startswith(f"{AUDIT_PREFIX}{alias}.")]
-        if not own and tags.get("gate.decision") == "promoted":
+        own = audit_records(tags, alias)
+        if tags.get("gate.decision") == "promoted" and not any(r.get("action") == "gate" for r in own):
             at = datetime.fromtimestamp(v.creation_timestamp / 1000, UTC)
-            own = [{"alias": alias, "version": str(v.version), "from": None,
+            own += [{"alias": alias, "version": str(v.version), "from": None,
                     "at": at.isoformat(timespec="microseconds").replace("+00:00", "Z"),
                     "by": v.user_id or "?", "mlflow_user": None, "action": "gate",
                     "command": "gate (recorded before the audit trail)",
@@ -277,8 +291,7 @@ def passed_gate(version, alias: str = "champion") -> bool:
     tags = version.tags or {}
     if tags.get("gate.passed") == "true" or ("gate.passed" not in tags and tags.get("gate.decision") == "promoted"):
         return True
-    records = [json.loads(v) for k, v in tags.items() if k.startswith(f"{AUDIT_PREFIX}{alias}.")]
-    return any(r["action"] in ("gate", "promote") and not r["forced"] for r in records)
+    return any(r.get("action") in ("gate", "promote") and not r.get("forced") for r in audit_records(tags, alias))
 
 
 def version_gate(client, version) -> Gate:
@@ -414,7 +427,13 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
+    import logging
+
     from mlflow.exceptions import MlflowException
+
+    # A new SQLite store announces its table creation on stderr: keep stderr for our one line.
+    for noisy in ("mlflow.store.db.utils", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
     try:
         if args.command != "history":

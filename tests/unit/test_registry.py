@@ -236,3 +236,18 @@ def test_rollback_without_a_previous_champion(tracking_uri, capsys):
     gated("solo", {"test_accuracy": 0.95})
     code, out, err = cli(capsys, "rollback", "solo")
     assert code == 2 and "no previous champion" in err and champion("solo") == "1"
+
+
+def test_versions_promoted_before_the_audit_trail_still_count(tracking_uri, capsys):
+    client = mlflow.MlflowClient()
+    gated("old", {"test_accuracy": 0.91})
+    gated("old", {"test_accuracy": 0.93})
+    for v in ("1", "2"):  # as the gate tagged them before moves were recorded
+        for key in client.get_model_version("old", v).tags:
+            if key.startswith("audit.") or key == "gate.passed":
+                client.delete_model_version_tag("old", v, key)
+    client.set_model_version_tag("old", "2", "audit.champion.garbage", "not json")
+    moves = registry.history(client, "old")
+    assert [(m["version"], m["action"]) for m in moves] == [("2", "gate"), ("1", "gate")]
+    code, out, err = cli(capsys, "rollback", "old")
+    assert code == 0 and champion("old") == "1", err
