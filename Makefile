@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # The embedded default store: one SQLite file in the repository, nothing to start.
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 
-.PHONY: help setup run leaderboard test test-fast ui bench airflow-start airflow-stop airflow-trigger up down lint
+.PHONY: help setup run leaderboard promote rollback history test test-fast ui bench airflow-start airflow-stop airflow-trigger up down lint
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -24,6 +24,20 @@ run: setup  ## main job: train, evaluate and register every project, then print 
 
 leaderboard: setup  ## champion and latest run of every registered model
 	$(PY) -m mlrecipes.leaderboard
+
+# The alias moves, recorded on the model version (who, when, from which version, why, which command).
+# Values travel as environment variables, never spliced into the shell line.
+promote: setup  ## make promote MODEL=mnist-xgboost VERSION=3 [FORCE=1 REASON="why"]: through the gate unless forced
+	@test -n "$$MODEL" -a -n "$$VERSION" || { echo "error: usage: make promote MODEL=<model> VERSION=<version> [FORCE=1 REASON=...]" >&2; exit 2; }
+	$(PY) -m mlrecipes.registry promote "$$MODEL" "$$VERSION" $${FORCE:+--force} $${REASON:+--reason "$$REASON"}
+
+rollback: setup  ## make rollback MODEL=mnist-xgboost [TO=2] [FORCE=1 REASON="why"]: the previous champion back
+	@test -n "$$MODEL" || { echo "error: usage: make rollback MODEL=<model> [TO=<version>] [FORCE=1 REASON=...]" >&2; exit 2; }
+	$(PY) -m mlrecipes.registry rollback "$$MODEL" $${TO:+--to "$$TO"} $${FORCE:+--force} $${REASON:+--reason "$$REASON"}
+
+history: setup  ## make history MODEL=mnist-xgboost: every move of the champion alias, newest first
+	@test -n "$$MODEL" || { echo "error: usage: make history MODEL=<model>" >&2; exit 2; }
+	$(PY) -m mlrecipes.registry history "$$MODEL"
 
 test: setup  ## every test: unit, smoke (real `mlflow run`), airflow, stack, browser
 	$(PY) -m pytest

@@ -18,3 +18,21 @@ def require(condition: bool, message: str) -> None:
 def one_line(text: str) -> str:
     """The first non-empty line of a message, for a one-line error or an MLflow tag."""
     return next((line.strip() for line in str(text).splitlines() if line.strip()), "")
+
+
+GUIDE = "docs/troubleshooting.md"
+
+
+def see(anchor: str) -> str:
+    """A pointer to a section of the troubleshooting guide, appended to an error message.
+
+    `anchor` is the section heading's GitHub anchor; tests/unit/test_troubleshooting.py keeps
+    every anchor used in src/ in step with the guide's headings.
+    """
+    return f" (see {GUIDE}#{anchor})"
+
+
+def store_see(text: str) -> str:
+    """The guide's section for a failure to use the tracking store, picked from its message."""
+    locked = "database is locked" in text or "_alembic_tmp" in text
+    return see("sqlite-database-is-locked") if locked else see("the-tracking-server-is-unreachable")

@@ -1,4 +1,4 @@
-"""Leaderboard: per registered model, its champion and its latest version, side by side.
+"""Leaderboard: per registered model, its champion, the previous one and its latest version.
 
     python -m mlrecipes.leaderboard [--tracking-uri URI]
 """
@@ -8,50 +8,67 @@ from __future__ import annotations
 import argparse
 import sys
 
-COLUMNS = ("model", "row", "framework", "variant", "accuracy", "macro_f1", "train_s", "peak_mb",
+COLUMNS = ("model", "row", "framework", "variant", "metric", "value", "train_s", "peak_mb",
            "version", "alias", "run_id")
+ALIAS = "champion"
 
 
-def rows(client) -> list[dict]:
+def rows(client) -> tuple[list[dict], list[str]]:
+    """Per model: its champion, the previous champion, and (when different) its latest version,
+    each with the model's own gate metric; and one line per model on the alias's last move."""
     from mlflow.exceptions import MlflowException
 
-    out = []
+    from mlrecipes import registry
+
+    out, moves = [], []
     for model in sorted(client.search_registered_models(), key=lambda m: m.name):
-        versions = client.search_model_versions(f"name='{model.name}'")
+        versions = registry.model_versions(client, model.name)
         if not versions:
             continue
+        by_number = {str(v.version): v for v in versions}
         latest = max(versions, key=lambda v: int(v.version))
-        try:
-            champion = client.get_model_version_by_alias(model.name, "champion")
-        except MlflowException:
-            champion = None
-        picks = [("champion", champion)] if champion else []
-        if champion is None or champion.version != latest.version:
+        champion = by_number.get(str(getattr(registry.holder(client, model.name, ALIAS), "version", None)))
+        history = registry.history(client, model.name, ALIAS, versions)
+        previous = by_number.get(registry.previous_champion(history, champion.version if champion else None))
+        picks = [(label, v) for label, v in (("champion", champion), ("previous", previous)) if v is not None]
+        if str(latest.version) not in {str(v.version) for _, v in picks}:
             picks.append(("latest", latest))
+        # The model's own metric: the gate its champion (else its latest version) was judged by.
+        metric = ((champion or latest).tags or {}).get("gate.metric", "test_accuracy")
         for label, version in picks:
-            run = client.get_run(version.run_id)
-            m, t = run.data.metrics, run.data.tags
+            try:
+                run = client.get_run(version.run_id)
+                m, t = run.data.metrics, run.data.tags
+            except MlflowException:  # the run was removed: show the version anyway
+                m, t = {}, {}
             out.append({
                 "model": model.name,
                 "row": label,
                 "framework": t.get("mlrecipes.framework", "?"),
                 "variant": t.get("mlrecipes.variant", "?"),
-                "accuracy": m.get("test_accuracy"),
-                "macro_f1": m.get("test_macro_f1"),
+                "metric": metric,
+                "value": m.get(metric),
                 "train_s": m.get("train_seconds"),
                 "peak_mb": m.get("peak_rss_mb"),
-                "version": version.version,
-                "alias": ",".join(a for a in (version.aliases or [])) or "-",
+                "version": str(version.version),
+                # search_model_versions leaves aliases out: ask for the version itself
+                "alias": ",".join(client.get_model_version(model.name, version.version).aliases or []) or "-",
                 "run_id": version.run_id,
             })
-    return out
+        if history:
+            last = history[0]
+            source = f"from version {last['from']}" if last.get("from") else "first champion"
+            forced = ", forced" if last.get("forced") else ""
+            moves.append(f"{model.name}: @{ALIAS} -> version {last['version']} ({source}) at {last['at']} "
+                         f"by {last['by']}, {last['action']}{forced}: {last['reason']}")
+    return out, moves
 
 
-def render(table: list[dict]) -> str:
+def render(table: list[dict], moves: list[str] | None = None) -> str:
     def fmt(key, value):
         if value is None:
             return "-"
-        if key in ("accuracy", "macro_f1"):
+        if key == "value":
             return f"{value:.4f}"
         if key in ("train_s", "peak_mb"):
             return f"{value:.0f}"
@@ -62,6 +79,9 @@ def render(table: list[dict]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    if moves:
+        lines += ["", f"last move of @{ALIAS} (`python -m mlrecipes.registry history <model>` for all):"]
+        lines += [f"  {line}" for line in moves]
     return "\n".join(lines)
 
 
@@ -73,14 +93,17 @@ def main(argv: list[str] | None = None) -> int:
 
     client = mlflow.MlflowClient(args.tracking_uri)
     try:
-        table = rows(client)
+        table, moves = rows(client)
     except mlflow.exceptions.MlflowException as exc:
-        print(f"error: cannot read the tracking store {client.tracking_uri}: {exc}", file=sys.stderr)
+        from mlrecipes.errors import one_line, store_see
+
+        print(f"error: cannot read the tracking store {client.tracking_uri}: {one_line(exc.message)}"
+              + store_see(exc.message), file=sys.stderr)
         return 2
     if not table:
         print(f"no registered models in {client.tracking_uri} yet: run `make run` first")
         return 0
-    print(render(table))
+    print(render(table, moves))
     return 0
 
 

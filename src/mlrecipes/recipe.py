@@ -153,7 +153,7 @@ def run(project_dir: Path, fit: Callable, argv: list[str]) -> int:
             pip_requirements=pinned_requirements("mlflow", *trained.requirements),
         )
         mlflow.log_metric("peak_rss_mb", peak_rss_mb())
-        registry.register_and_gate(info.model_uri, cfg.registry.model_name, run_id, results[cfg.gate.metric], cfg.gate)
+        registry.register_and_gate(info.model_uri, cfg.registry.model_name, run_id, results, cfg.gate)
         headline = ", ".join(f"{k} {v:.4f}" for k, v in results.items() if k in ("test_accuracy", "test_rmse"))
         print(
             f"[{cfg.project}:{cfg.variant}] {headline}, "

@@ -16,7 +16,7 @@ from helpers import wait_for_recipe_run
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE_DATA = REPO / "tests" / "fixtures"
 # Small and fast; the low gate lets a 300-image model register.
-CONF = {"limit": 300, "num_boost_round": 10, "overrides": "gate.min_accuracy=0.1"}
+CONF = {"limit": 300, "num_boost_round": 10, "overrides": "gate.threshold=0.1"}
 
 pytestmark = pytest.mark.smoke
 
@@ -82,3 +82,34 @@ def test_killed_task_leaves_its_run_killed_and_the_retry_makes_a_fresh_run(
     assert second.data.tags["airflow.dag_run_id"] == first.data.tags["airflow.dag_run_id"]
     assert result["state"] == "success"
     assert result["xcom"]["mlflow_run_id"] == second.info.run_id
+
+
+def test_promote_false_from_the_form_registers_without_moving_the_champion(airflow_db, run_dag, tracking_uri):
+    # A champion already in place, with a score any candidate beats: only promote=false keeps it.
+    import mlflow
+
+    from mlrecipes import registry
+
+    class Echo(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):
+            return model_input
+
+    with mlflow.start_run(experiment_id=mlflow.create_experiment("seed")) as seed:
+        mlflow.log_metric("test_accuracy", 0.0)
+        info = mlflow.pyfunc.log_model(name="model", python_model=Echo(), pip_requirements=["mlflow"])
+    gate = {"metric": "test_accuracy", "direction": "maximize", "threshold": 0.0}
+    registry.register_and_gate(info.model_uri, "mnist-xgboost", seed.info.run_id, {"test_accuracy": 0.0}, gate)
+
+    proc = run_dag("mlrecipes_xgboost", {**CONF, "promote": False}, env={"MLRECIPES_DATA_DIR": str(FIXTURE_DATA)})
+    out, _ = proc.communicate(timeout=1800)
+    assert proc.returncode == 0, out[-4000:]
+    assert run_dag.result(out)["state"] == "success"
+
+    (run,) = [r for r in _runs(tracking_uri) if r.info.run_id != seed.info.run_id]
+    assert run.info.status == "FINISHED" and run.data.params["promote"] == "false"
+    assert run.data.tags["gate.decision"] == "not promoted (promote=false)"
+    client = mlflow.MlflowClient(tracking_uri)
+    new = client.get_model_version("mnist-xgboost", "2")
+    assert new.run_id == run.info.run_id and new.tags["gate.passed"] == "true"
+    assert str(client.get_model_version_by_alias("mnist-xgboost", "champion").version) == "1"
+    assert [m["version"] for m in registry.history(client, "mnist-xgboost")] == ["1"]

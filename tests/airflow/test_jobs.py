@@ -112,6 +112,7 @@ def test_form_defaults_are_the_jobs_params():
     assert fields["arch"]["default"] == "mlp"
     assert fields["overrides"]["schema"]["pattern"] == jobs.OVERRIDES_PATTERN
     assert fields["limit"]["schema"]["type"] == "integer" and fields["limit"]["default"] == 0
+    assert fields["promote"] == {"default": True, "schema": schedule.form["promote"]}  # a switch, on
 
 
 def test_cli_bad_param_is_one_line_and_creates_no_run(tracking_uri):
@@ -120,7 +121,7 @@ def test_cli_bad_param_is_one_line_and_creates_no_run(tracking_uri):
     assert proc.returncode == jobs.EXIT_USER_ERROR
     assert proc.stderr.strip().splitlines() == [
         "error: unknown parameter 'bogus' for project xgboost; valid: data, num_boost_round, "
-        "learning_rate, max_depth, early_stopping_rounds, limit, overrides"]
+        "learning_rate, max_depth, early_stopping_rounds, limit, promote, overrides"]
     import mlflow
 
     assert mlflow.MlflowClient(tracking_uri).search_experiments(filter_string="name = 'mnist'") == []

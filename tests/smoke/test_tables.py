@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import FIXTURE_DATA, registered_versions
 
-LOW_GATE = "gate.min_accuracy=0.3"
+LOW_GATE = "gate.threshold=0.3"
 FEATURES = "data.exclude=[date,ts,next_return,up]"  # the other targets would leak the label; ts is no feature
 
 

@@ -16,7 +16,7 @@ from mlrecipes.data import flat_float, read_idx
 
 EPOCH_METRICS = ("train_loss", "train_accuracy", "validation_loss", "validation_accuracy", "learning_rate")
 # Enough small-batch epochs on the 540 fixture training images for a CNN that reads digits.
-CHAMPION_PARAMS = ("arch=cnn", "epochs=30", "batch_size=32", "overrides=gate.min_accuracy=0.8")
+CHAMPION_PARAMS = ("arch=cnn", "epochs=30", "batch_size=32", "overrides=gate.threshold=0.8")
 
 # Runs inside the project's environment: the orchestration venv has no TensorFlow.
 PREDICT = """
@@ -40,7 +40,7 @@ def project_python(proj) -> str:
 def test_variant_trains_logs_and_registers(run_project, tracking_uri, arch):
     epochs = 2
     # An absolute gate of 0 so the alias moves whatever two epochs on 540 images reach.
-    proj = run_project("tf_mnist", f"arch={arch}", f"epochs={epochs}", "overrides=gate.min_accuracy=0")
+    proj = run_project("tf_mnist", f"arch={arch}", f"epochs={epochs}", "overrides=gate.threshold=0")
     assert proj.returncode == 0, proj.stderr[-3000:]
     run = proj.run
     assert run.info.status == "FINISHED"

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.smoke
 PROJECT = REPO / "projects" / "torch_mnist"
 EPOCHS = 3
 # The tiny fixture cannot reach the default gate; a low bar lets the champion alias move.
-LOW_GATE = "overrides=gate.min_accuracy=0.1"
+LOW_GATE = "overrides=gate.threshold=0.1"
 HISTORY = ("train_loss", "train_accuracy", "validation_loss", "validation_accuracy")
 
 

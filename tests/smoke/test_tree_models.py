@@ -9,7 +9,7 @@ from helpers import FIXTURE_DATA, registered_versions
 
 # Per-iteration validation metric each framework's autolog records.
 ITER_METRIC = {"xgboost": "validation-mlogloss", "lightgbm": "validation-multi_logloss"}
-LOW_GATE = "gate.min_accuracy=0.5"  # the 600-image fixture cannot reach the production bar
+LOW_GATE = "gate.threshold=0.5"  # the 600-image fixture cannot reach the production bar
 
 
 def artifacts(run_id: str) -> set[str]:
@@ -62,7 +62,7 @@ def test_second_run_below_champion_is_registered_but_not_promoted(run_project, t
     first = run_project("lightgbm", "num_boost_round=40", f"overrides={LOW_GATE}")
     assert first.returncode == 0, first.stderr[-3000:]
     worse = run_project("lightgbm", "num_boost_round=1", "early_stopping_rounds=1",
-                        "overrides=gate.min_accuracy=0.0")
+                        "overrides=gate.threshold=0.0")
     assert worse.returncode == 0, worse.stderr[-3000:]
     client = mlflow.MlflowClient()
     assert client.get_model_version_by_alias("mnist-lightgbm", "champion").run_id == first.run.info.run_id

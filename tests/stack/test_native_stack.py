@@ -175,7 +175,7 @@ def test_project_runs_against_postgres_backed_tracking_server(postgres, tracking
     started = time.monotonic()
     proc = subprocess.run(
         [MLFLOW, "run", str(REPO / "projects" / "xgboost"), "--env-manager", "virtualenv",
-         "--experiment-name", "mnist", "-P", "overrides=gate.min_accuracy=0.1"],
+         "--experiment-name", "mnist", "-P", "overrides=gate.threshold=0.1"],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=1800,
     )
     print(f"mlflow run through the tracking server: {time.monotonic() - started:.1f}s wall")

@@ -11,8 +11,8 @@ XGB = Path(__file__).resolve().parents[2] / "projects" / "xgboost"
 
 
 def test_parse_argv_splits_overrides_without_a_shell():
-    argv = ["data=mnist", "--overrides", "model.params.max_depth=4 'gate.min_accuracy=0.5'", "seed=1"]
-    assert config.parse_argv(argv) == ["data=mnist", "model.params.max_depth=4", "gate.min_accuracy=0.5", "seed=1"]
+    argv = ["data=mnist", "--overrides", "model.params.max_depth=4 'gate.threshold=0.5'", "seed=1"]
+    assert config.parse_argv(argv) == ["data=mnist", "model.params.max_depth=4", "gate.threshold=0.5", "seed=1"]
     assert config.parse_argv(["--overrides", ""]) == []
     # a value with shell metacharacters stays one literal word; nothing is expanded
     assert config.parse_argv(["--overrides", "registry.model_name='$(rm -rf x)*'"]) == [

@@ -1,21 +1,52 @@
-"""The champion gate against a real SQLite registry."""
+"""The champion gate, promote / rollback / history, against a real SQLite registry."""
+
+import json
 
 import mlflow
 import pytest
 from omegaconf import OmegaConf
 
 from mlrecipes import registry
+from mlrecipes.errors import UserError
 
-GATE = OmegaConf.create({"metric": "test_accuracy", "min_accuracy": 0.9, "alias": "champion"})
+GATE = OmegaConf.create({"metric": "test_accuracy", "direction": "maximize", "threshold": 0.9,
+                         "alias": "champion", "promote": True})
+RMSE_GATE = OmegaConf.merge(GATE, {"metric": "test_rmse", "direction": "minimize", "threshold": 0.5})
 
 
 @pytest.mark.parametrize(
     ("candidate", "champion", "promote"),
-    [(0.95, None, True), (0.85, None, False), (0.95, 0.96, False), (0.96, 0.96, True), (0.97, 0.96, True)],
+    [(0.95, None, True), (0.85, None, False), (0.95, 0.96, False), (0.96, 0.96, True), (0.97, 0.96, True),
+     (float("nan"), None, False)],
 )
-def test_decide(candidate, champion, promote):
-    ok, reason = registry.decide(candidate, 0.9, champion)
+def test_decide_maximize(candidate, champion, promote):
+    ok, reason = registry.decide(candidate, registry.Gate.of(GATE), champion)
     assert ok is promote and reason
+
+
+@pytest.mark.parametrize(
+    ("candidate", "champion", "promote", "words"),
+    [(0.42, None, True, "test_rmse 0.42 reaches the threshold 0.5; no champion yet"),
+     (0.6, None, False, "test_rmse 0.6 above the gate threshold 0.5"),
+     (0.42, 0.40, False, "test_rmse 0.42 worse than the champion's 0.4"),
+     (0.38, 0.40, True, "not worse than the champion's 0.4")],
+)
+def test_decide_minimize_reads_naturally(candidate, champion, promote, words):
+    ok, reason = registry.decide(candidate, registry.Gate.of(RMSE_GATE), champion)
+    assert ok is promote and words in reason
+
+
+def test_reason_shows_enough_digits_to_tell_close_scores_apart():
+    _, reason = registry.decide(0.97651, registry.Gate.of(GATE), 0.97654)
+    assert "0.97651 worse than the champion's 0.97654" in reason
+
+
+@pytest.mark.parametrize(("change", "words"), [({"direction": "up"}, "gate.direction must be maximize or minimize"),
+                                               ({"threshold": "high"}, "gate.threshold must be a number"),
+                                               ({"promote": "maybe"}, "gate.promote must be true or false")])
+def test_bad_gate_config_is_a_user_error(change, words):
+    with pytest.raises(UserError, match=words):
+        registry.Gate.of(OmegaConf.merge(GATE, change))
 
 
 class Echo(mlflow.pyfunc.PythonModel):
@@ -23,25 +54,200 @@ class Echo(mlflow.pyfunc.PythonModel):
         return model_input
 
 
-def candidate(accuracy: float) -> tuple[str, str]:
+def candidate(metrics: dict) -> tuple[str, str]:
     with mlflow.start_run() as run:
-        mlflow.log_metric("test_accuracy", accuracy)
+        mlflow.log_metrics(metrics)
         info = mlflow.pyfunc.log_model(name="model", python_model=Echo(), pip_requirements=["mlflow"])
     return info.model_uri, run.info.run_id
+
+
+def gated(name: str, metrics: dict, gate=GATE) -> dict:
+    uri, run_id = candidate(metrics)
+    return registry.register_and_gate(uri, name, run_id, metrics, gate)
+
+
+def champion(name: str) -> str | None:
+    found = registry.holder(mlflow.MlflowClient(), name, "champion")
+    return str(found.version) if found else None
 
 
 def test_gate_moves_champion_only_past_the_gate(tracking_uri):
     client = mlflow.MlflowClient()
     steps = [(0.85, False, None), (0.93, True, "2"), (0.91, False, "2"), (0.95, True, "4")]
     for accuracy, promoted, champion_version in steps:
-        uri, run_id = candidate(accuracy)
-        result = registry.register_and_gate(uri, "demo", run_id, accuracy, GATE)
+        uri, run_id = candidate({"test_accuracy": accuracy, "test_macro_f1": 0.5})
+        result = registry.register_and_gate(uri, "demo", run_id, {"test_accuracy": accuracy}, GATE)
         assert result["promoted"] is promoted
         version = client.get_model_version("demo", result["version"])
         assert version.tags["gate.decision"] == ("promoted" if promoted else "rejected")
+        assert version.tags["gate.metric"] == "test_accuracy" and version.tags["gate.direction"] == "maximize"
         assert client.get_run(run_id).data.tags["gate.reason"] == result["reason"]
-        if champion_version:
-            assert str(client.get_model_version_by_alias("demo", "champion").version) == champion_version
+        assert champion("demo") == champion_version
     assert len(client.search_model_versions("name='demo'")) == 4
     assert "worse than the champion" in client.get_model_version("demo", "3").tags["gate.reason"]
-    assert "below the gate minimum" in client.get_model_version("demo", "1").tags["gate.reason"]
+    assert "below the gate threshold" in client.get_model_version("demo", "1").tags["gate.reason"]
+    # The gate's own moves are in the audit trail.
+    moves = registry.history(client, "demo")
+    assert [(m["version"], m["from"], m["action"]) for m in moves] == [("4", "2", "gate"), ("2", None, "gate")]
+
+
+def test_gate_direction_minimize(tracking_uri):
+    assert gated("reg", {"test_rmse": 0.42}, RMSE_GATE)["promoted"]
+    rejected = gated("reg", {"test_rmse": 0.44}, RMSE_GATE)
+    assert not rejected["promoted"] and rejected["reason"] == "test_rmse 0.44 worse than the champion's 0.42"
+    assert not gated("reg", {"test_rmse": 0.7}, RMSE_GATE)["promoted"]
+    assert gated("reg", {"test_rmse": 0.40}, RMSE_GATE)["promoted"]
+    assert champion("reg") == "4"
+
+
+def test_gate_metric_missing_is_a_user_error_before_registering(tracking_uri):
+    uri, run_id = candidate({"test_accuracy": 0.95})
+    with pytest.raises(UserError, match=r"gate metric 'test_rmse' is not among this run's metrics \(test_accuracy\)"):
+        registry.register_and_gate(uri, "nothing", run_id, {"test_accuracy": 0.95}, RMSE_GATE)
+    assert mlflow.MlflowClient().search_registered_models() == []
+
+
+def test_promote_false_registers_but_never_moves_the_alias(tracking_uri):
+    gated("dry", {"test_accuracy": 0.91})
+    result = gated("dry", {"test_accuracy": 0.99}, OmegaConf.merge(GATE, {"promote": False}))
+    version = mlflow.MlflowClient().get_model_version("dry", result["version"])
+    assert version.tags["gate.decision"] == "not promoted (promote=false)"
+    assert version.tags["gate.passed"] == "true" and "would have promoted" in version.tags["gate.reason"]
+    assert champion("dry") == "1" and not result["promoted"]
+
+
+# ------------------------------------------------------------------ the CLI
+
+
+def cli(capsys, *argv) -> tuple[int, str, str]:
+    capsys.readouterr()  # what came before: not the command's
+    code = registry.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def three(tracking_uri):
+    """Model `m`: v1 champion, v2 champion (from v1), v3 rejected (below the threshold)."""
+    for accuracy in (0.91, 0.93, 0.80):
+        gated("m", {"test_accuracy": accuracy})
+    assert champion("m") == "2"
+    return "m"
+
+
+def test_promote_through_the_gate(three, capsys):
+    gated("m", {"test_accuracy": 0.95}, OmegaConf.merge(GATE, {"promote": False}))  # v4: passes, not promoted
+    code, out, err = cli(capsys, "promote", "m", "4")
+    assert code == 0 and err == "" and champion("m") == "4"
+    assert "@champion -> version 4 (from version 2)" in out
+    (record,) = [json.loads(v) for k, v in mlflow.MlflowClient().get_model_version("m", "4").tags.items()
+                 if k.startswith("audit.champion.")]
+    assert record["action"] == "promote" and record["from"] == "2" and not record["forced"]
+    assert record["by"] and record["at"].endswith("Z") and "T" in record["at"]
+    assert record["command"] == "python -m mlrecipes.registry promote m 4"
+    assert "test_accuracy 0.95 reaches the threshold 0.9" in record["reason"]
+
+
+def test_promote_refused_by_the_gate_leaves_the_alias(three, capsys):
+    code, out, err = cli(capsys, "promote", "m", "3")
+    assert code == 2 and champion("m") == "2"
+    assert err.count("\n") == 1 and err.startswith("error: the gate refuses m version 3: test_accuracy 0.8 below")
+    code, out, err = cli(capsys, "promote", "m", "1")  # passes the threshold, worse than the champion
+    assert code == 2 and "worse than the champion's 0.93" in err and champion("m") == "2"
+
+
+def test_promote_forced_with_a_reason(three, capsys, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
+    code, out, err = cli(capsys, "promote", "m", "3", "--force", "--reason", "hotfix for ticket 42")
+    assert code == 0 and champion("m") == "3"
+    (record,) = registry.history(mlflow.MlflowClient(), "m")[:1]
+    assert record["forced"] and record["reason"] == "hotfix for ticket 42" and record["mlflow_user"] == "alice"
+    assert record["command"].endswith("promote m 3 --force --reason 'hotfix for ticket 42'")
+
+
+def test_rollback_to_the_previous_champion_and_further(three, capsys):
+    gated("m", {"test_accuracy": 0.95})  # v4 champion, from v2
+    code, out, err = cli(capsys, "rollback", "m", "--reason", "v4 misbehaves in production")
+    assert code == 0 and champion("m") == "2", err
+    code, out, err = cli(capsys, "rollback", "m")  # a second rollback goes one further back
+    assert code == 0 and champion("m") == "1", err
+    code, out, err = cli(capsys, "rollback", "m")
+    assert code == 2 and err == "error: m has no previous champion to roll back to (@champion is version 1); " \
+                                "--to VERSION picks one\n"
+    assert champion("m") == "1"
+
+
+def test_rollback_to_a_given_version(three, capsys):
+    gated("m", {"test_accuracy": 0.95})
+    code, out, err = cli(capsys, "rollback", "m", "--to", "1")
+    assert code == 0 and champion("m") == "1"
+    record = registry.history(mlflow.MlflowClient(), "m")[0]
+    assert (record["action"], record["version"], record["from"]) == ("rollback", "1", "4")
+    assert record["reason"] == "rolled back from version 4"
+
+
+def test_history_lists_every_move_newest_first(three, capsys):
+    gated("m", {"test_accuracy": 0.95})
+    cli(capsys, "rollback", "m")
+    cli(capsys, "promote", "m", "3", "--force", "--reason", "try it")
+    moves = registry.history(mlflow.MlflowClient(), "m")
+    assert [(m["version"], m["from"], m["action"]) for m in moves] == [
+        ("3", "2", "promote"), ("2", "4", "rollback"), ("4", "2", "gate"), ("2", "1", "gate"), ("1", None, "gate")]
+    assert [m["at"] for m in moves] == sorted((m["at"] for m in moves), reverse=True)
+    code, out, err = cli(capsys, "history", "m")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split() == list(registry.HISTORY_COLUMNS)
+    assert lines[2].split()[1:5] == ["champion", "3", "2", "promote"] and "(forced)" in lines[2]
+    assert len(lines) == 2 + 5
+
+
+def test_rollback_refuses_a_version_that_never_passed_the_gate_unless_forced(three, capsys):
+    code, out, err = cli(capsys, "rollback", "m", "--to", "3")
+    assert code == 2 and "never passed the gate" in err and champion("m") == "2"
+    assert "see docs/troubleshooting.md#a-champion-must-be-rolled-back" in err
+    code, out, err = cli(capsys, "rollback", "m", "--to", "3", "--force", "--reason", "known good offline")
+    assert code == 0 and champion("m") == "3"
+
+
+def test_rollback_refuses_a_version_whose_run_was_deleted(three, capsys):
+    client = mlflow.MlflowClient()
+    client.delete_run(client.get_model_version("m", "1").run_id)
+    code, out, err = cli(capsys, "rollback", "m")
+    assert code == 2 and "its run" in err and "was deleted" in err and champion("m") == "2"
+
+
+@pytest.mark.parametrize("argv", [
+    ("promote", "nope", "1"),
+    ("promote", "m", "9"),
+    ("promote", "m", "2"),                      # already the champion
+    ("promote", "m", "3", "--force"),           # --force without --reason
+    ("rollback", "m", "--force"),
+    ("rollback", "m", "--to", "9"),
+    ("rollback", "nope"),
+    ("history", "nope"),
+])
+def test_bad_input_is_one_error_line_and_leaves_the_alias(three, capsys, argv):
+    code, out, err = cli(capsys, *argv)
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert champion("m") == "2"
+
+
+def test_rollback_without_a_previous_champion(tracking_uri, capsys):
+    gated("solo", {"test_accuracy": 0.95})
+    code, out, err = cli(capsys, "rollback", "solo")
+    assert code == 2 and "no previous champion" in err and champion("solo") == "1"
+
+
+def test_versions_promoted_before_the_audit_trail_still_count(tracking_uri, capsys):
+    client = mlflow.MlflowClient()
+    gated("old", {"test_accuracy": 0.91})
+    gated("old", {"test_accuracy": 0.93})
+    for v in ("1", "2"):  # as the gate tagged them before moves were recorded
+        for key in client.get_model_version("old", v).tags:
+            if key.startswith("audit.") or key == "gate.passed":
+                client.delete_model_version_tag("old", v, key)
+    client.set_model_version_tag("old", "2", "audit.champion.garbage", "not json")
+    moves = registry.history(client, "old")
+    assert [(m["version"], m["action"]) for m in moves] == [("2", "gate"), ("1", "gate")]
+    code, out, err = cli(capsys, "rollback", "old")
+    assert code == 0 and champion("old") == "1", err
