@@ -8,9 +8,9 @@ import warnings
 import mlflow
 from omegaconf import DictConfig, OmegaConf
 
+from mlrecipes.airflow_context import airflow_tags
 from mlrecipes.config import REPO_ROOT, flatten
 from mlrecipes.data import Dataset
-from mlrecipes.jobs import airflow_tags
 
 
 def log_config(cfg: DictConfig) -> None:
