@@ -34,6 +34,7 @@ from pathlib import Path
 from mlrecipes.airflow_context import airflow_tags
 from mlrecipes.envs import env_dir_for, is_marked, prepare_env
 from mlrecipes.errors import EXIT_TERMINATED, EXIT_USER_ERROR, UserError, one_line
+from mlrecipes.preflight import absolute_data_dir, absolute_tracking_uri, check_data
 from mlrecipes.schedule import REPO_ROOT, Job, Schedule, check_params, load_schedule
 from mlrecipes.supervise import Children, Terminated
 
@@ -48,7 +49,11 @@ def project_run_kwargs(job: Job, params: dict[str, str], run_id: str, experiment
 def child_env(job: Job) -> dict[str, str]:
     """Environment of `mlflow run`: ours + the profile's + tracking URI, env root, shared code."""
     env = {**os.environ, **{k: str(v) for k, v in job.env.items()}}
-    env["MLFLOW_TRACKING_URI"] = job.resolved_tracking_uri()
+    # Relative paths mean the caller's directory: `mlflow run` starts train.py in the project's.
+    cwd = Path.cwd()
+    env["MLFLOW_TRACKING_URI"] = absolute_tracking_uri(job.resolved_tracking_uri(), cwd)
+    if env.get("MLRECIPES_DATA_DIR"):
+        env["MLRECIPES_DATA_DIR"] = absolute_data_dir(env["MLRECIPES_DATA_DIR"], cwd)
     if job.env_root:
         env["MLFLOW_ENV_ROOT"] = job.env_root
     src = str(REPO_ROOT / "src")
@@ -118,7 +123,7 @@ def _launch(job: Job, params: dict[str, str], receipt: str | None) -> int:
     from mlflow.exceptions import ExecutionException, MlflowException
     from mlflow.projects.utils import _create_run
 
-    uri = job.resolved_tracking_uri()
+    uri = os.environ["MLFLOW_TRACKING_URI"]  # child_env's: absolute
     mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient(uri)
     experiment_id = _experiment_id(client, job.experiment)
@@ -169,6 +174,8 @@ def _launch(job: Job, params: dict[str, str], receipt: str | None) -> int:
 
 
 def run_all(schedule: Schedule) -> int:
+    # Data first: without it every job would build its environment (minutes) and then fail.
+    check_data([(job, child_env(job)) for job in schedule.existing()])
     failed = []
     for job in schedule.existing():
         print(f"[jobs] === {job.name} ===", flush=True)
@@ -182,9 +189,9 @@ def run_all(schedule: Schedule) -> int:
         print(f"[jobs] skipped (project not present): {', '.join(skipped)}", flush=True)
     jobs = schedule.existing()
     if jobs:
-        uri = jobs[0].resolved_tracking_uri()
-        subprocess.run([sys.executable, "-m", "mlrecipes.leaderboard", "--tracking-uri", uri],
-                       env=child_env(jobs[0]), check=False)
+        env = child_env(jobs[0])
+        subprocess.run([sys.executable, "-m", "mlrecipes.leaderboard", "--tracking-uri", env["MLFLOW_TRACKING_URI"]],
+                       env=env, check=False)
     if failed:
         print(f"error: failed job(s): {', '.join(failed)}", file=sys.stderr, flush=True)
         return 1
