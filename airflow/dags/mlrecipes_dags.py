@@ -83,7 +83,7 @@ class MlflowJobOperator(BaseOperator):
         if result.exit_code != 0:
             status = run["status"] if run else "not created"
             message = f"job {self.job} exited {result.exit_code}; MLflow run {status}"
-            if result.exit_code == EXIT_USER_ERROR:  # bad param/override/data: a retry cannot help
+            if result.exit_code == EXIT_USER_ERROR:  # bad param/data, memory limit: a retry cannot help
                 raise AirflowFailException(message)
             raise AirflowException(message)
         return run["run_id"]

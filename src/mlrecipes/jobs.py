@@ -4,6 +4,8 @@
     python -m mlrecipes.jobs run xgboost -P limit=1000 -P overrides="seed=7"
     python -m mlrecipes.jobs run-all              # every job whose project exists, then the leaderboard
     python -m mlrecipes.jobs prepare-env tf_mnist_cnn   # build or repair a job's environment only
+    python -m mlrecipes.jobs run xgboost --memory-limit-mb 2048   # stop it past 2 GB (run FAILED)
+    python -m mlrecipes.jobs reap --older-than 10m      # end FAILED the RUNNING runs lost with their host
 
 The Airflow DAG file, `make run` and users all launch through `run`, which:
 1. creates the MLflow run itself (the same call `mlflow run` makes), so its id is known from
@@ -29,14 +31,25 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from mlrecipes.airflow_context import airflow_tags
 from mlrecipes.envs import env_dir_for, is_marked, prepare_env
 from mlrecipes.errors import EXIT_TERMINATED, EXIT_USER_ERROR, UserError, one_line
 from mlrecipes.preflight import absolute_data_dir, absolute_tracking_uri, check_data
-from mlrecipes.schedule import REPO_ROOT, Job, Schedule, check_params, load_schedule
-from mlrecipes.supervise import Children, Terminated
+from mlrecipes.schedule import REPO_ROOT, Job, Schedule, check_params, load_schedule, memory_limit
+from mlrecipes.store import store_init_lock
+from mlrecipes.supervise import (
+    Children,
+    Terminated,
+    TreeMemory,
+    death_signal,
+    parse_duration,
+    project_exit_status,
+    reap,
+    signal_name,
+)
 
 
 def project_run_kwargs(job: Job, params: dict[str, str], run_id: str, experiment_id: str) -> dict:
@@ -125,14 +138,19 @@ def _launch(job: Job, params: dict[str, str], receipt: str | None) -> int:
 
     uri = os.environ["MLFLOW_TRACKING_URI"]  # child_env's: absolute
     mlflow.set_tracking_uri(uri)
-    client = mlflow.MlflowClient(uri)
+    with store_init_lock(uri):  # MLflow 3.17 creates a new SQLite store's tables without a lock
+        client = mlflow.MlflowClient(uri)
     experiment_id = _experiment_id(client, job.experiment)
+    # Runs of this job lost with their host: older than the job's timeout, Airflow stopped
+    # waiting for them long ago, and a run still building its environment is never that old.
+    reap(client, job.timeout_minutes * 60, [experiment_id], job=job.name)
     # The run `mlflow run` would create, created here so we own its id (same tags and params).
     run_id = _create_run(str(job.project_dir), experiment_id, str(job.project_dir), None,
                          job.entry_point, params).info.run_id
     receipt_doc = {"job": job.name, "run_id": run_id, "experiment_id": experiment_id,
                    "url": job.run_url(experiment_id, run_id), "status": "RUNNING"}
     rc = 1
+    memory, exit_status = None, {}
     try:
         _write_receipt(receipt, receipt_doc)
         print(f"[jobs] {job.name}: MLflow run {run_id} ({receipt_doc['url']})", flush=True)
@@ -144,7 +162,8 @@ def _launch(job: Job, params: dict[str, str], receipt: str | None) -> int:
             rc = children.run([sys.executable, "-m", "mlrecipes.jobs", "prepare-env", job.name],
                               env=dict(os.environ), cwd=REPO_ROOT)
         if rc == 0:
-            with children.project():
+            with children.project(), TreeMemory(job.memory_limit_mb) as memory, \
+                    project_exit_status(mlflow.projects) as exit_status:
                 try:
                     mlflow.projects.run(**project_run_kwargs(job, params, run_id, experiment_id))
                 except ExecutionException:  # the project failed; train.py said why on stderr
@@ -161,6 +180,22 @@ def _launch(job: Job, params: dict[str, str], receipt: str | None) -> int:
         status = run.info.status
         if rc:  # the recipe records its exit status on the run (2: bad input, a retry cannot help)
             rc = int(run.data.tags.get("mlrecipes.exit_code", rc))
+        why = None
+        if memory is not None and memory.exceeded:  # more memory than the job may use: not retried
+            rc, why = EXIT_USER_ERROR, (f"memory limit {memory.limit_mb:g} MB exceeded "
+                                        f"(peak {memory.peak_mb:.0f} MB)")
+        elif rc and not children.signaled and death_signal(exit_status.get("returncode")):
+            sig = death_signal(exit_status["returncode"])  # no handler ran: nothing closed the run
+            name = signal_name(sig)
+            rc = 128 + sig  # non-zero and not 2: Airflow retries
+            why = f"killed by {name}" + (", likely out of memory" if sig == signal.SIGKILL else "")
+            why += f"; peak RSS {memory.peak_mb:.0f} MB"
+        if why:
+            print(f"error: {why}", file=sys.stderr, flush=True)
+            client.log_batch(run_id, tags=[RunTag("mlrecipes.error", why), RunTag("mlrecipes.exit_code", str(rc))])
+            if status != "FAILED":
+                status = "FAILED"
+                client.set_terminated(run_id, status)
         # RUNNING: the project never got to close it. FAILED after a signal: MLflow closes the
         # run FAILED as soon as bash dies, racing train.py closing it KILLED; train.py is gone now.
         if status in ("RUNNING", "SCHEDULED") or (children.signaled and status == "FAILED"):
@@ -198,6 +233,20 @@ def run_all(schedule: Schedule) -> int:
     return 0
 
 
+def _reap(schedule: Schedule, max_age_s: float, job: str | None) -> int:
+    import mlflow
+
+    if job is not None:
+        schedule.job(job)  # an unknown name is an error, not "nothing to reap"
+    uris = {child_env(j)["MLFLOW_TRACKING_URI"] for j in schedule.jobs.values()}
+    for uri in sorted(uris):
+        with store_init_lock(uri):
+            client = mlflow.MlflowClient(uri)
+        reaped = reap(client, max_age_s, job=job)
+        print(f"[jobs] {uri}: {len(reaped)} stale run(s) ended FAILED", flush=True)
+    return 0
+
+
 # ---------------------------------------------------------------- CLI
 
 
@@ -220,7 +269,14 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("job")
     run.add_argument("-P", dest="params", action="append", type=_param, default=[], metavar="NAME=VALUE")
     run.add_argument("--receipt", help="write {run_id, experiment_id, url, status} as JSON here")
-    sub.add_parser("run-all", help="run every job whose project exists, then print the leaderboard")
+    run_all_parser = sub.add_parser("run-all", help="run every job whose project exists, then print the leaderboard")
+    for p in (run, run_all_parser):
+        p.add_argument("--memory-limit-mb", metavar="MB",
+                       help="stop a run whose process tree's RSS passes MB (run FAILED, exit 2); "
+                            "default: the job's memory_limit_mb")
+    reaper = sub.add_parser("reap", help="end FAILED the RUNNING runs whose heartbeat is older than --older-than")
+    reaper.add_argument("--older-than", default="10m", metavar="AGE", help="e.g. 90s, 10m, 2h, 1d (default 10m)")
+    reaper.add_argument("--job", help="only runs of this job (tag mlrecipes.job)")
     prep = sub.add_parser("prepare-env", help="check, repair or build a job's project environment")
     prep.add_argument("job")
     sub.add_parser("pools", help="the Airflow pools, one 'name<TAB>slots<TAB>description' a line")
@@ -245,6 +301,11 @@ def main(argv: list[str] | None = None) -> int:
             path = prepare_env(schedule.job(args.job))
             print(f"[jobs] environment ready: {path or 'local (none)'}", flush=True)
             return 0
+        if args.command == "reap":
+            return _reap(schedule, parse_duration(args.older_than), args.job)
+        if args.memory_limit_mb is not None:  # the command line wins over the schedule
+            limit = memory_limit(args.memory_limit_mb, "--memory-limit-mb")
+            schedule = replace(schedule, jobs={n: replace(j, memory_limit_mb=limit) for n, j in schedule.jobs.items()})
         if args.command == "run":
             return launch(schedule.job(args.job), dict(args.params), args.receipt)
         return run_all(schedule)

@@ -6,6 +6,8 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from mlrecipes.store import store_lock
+
 
 def decide(candidate: float, minimum: float, champion: float | None) -> tuple[bool, str]:
     """Promote when the candidate meets the absolute bar and is not worse than the champion."""
@@ -31,11 +33,12 @@ def register_and_gate(model_uri: str, name: str, run_id: str, score: float, gate
     """Register `model_uri` as a new version of `name`, apply the gate, tag run and version."""
     client = MlflowClient()
     alias, metric = gate.alias, gate.metric
-    previous = champion_score(client, name, alias, metric)
-    version = mlflow.register_model(model_uri, name).version
-    promote, reason = decide(score, float(gate.min_accuracy), previous)
-    if promote:
-        client.set_registered_model_alias(name, alias, version)
+    with store_lock(mlflow.get_tracking_uri(), "registry"):  # concurrent runs: one gate at a time
+        previous = champion_score(client, name, alias, metric)
+        version = mlflow.register_model(model_uri, name).version
+        promote, reason = decide(score, float(gate.min_accuracy), previous)
+        if promote:
+            client.set_registered_model_alias(name, alias, version)
     decision = {"gate.decision": "promoted" if promote else "rejected", "gate.reason": reason}
     for key, value in {**decision, metric: f"{score:.6f}"}.items():
         client.set_model_version_tag(name, version, key, value)

@@ -52,6 +52,7 @@ class Job:
     max_retry_delay_minutes: float = 30
     timeout_minutes: float = 120
     kill_grace_seconds: float = 60
+    memory_limit_mb: float | None = None  # summed RSS of the launch's process tree; None: no limit
     pool: str = "default_pool"
     tags: dict = field(default_factory=dict)
     description: str = ""
@@ -123,8 +124,23 @@ def load_schedule(path: str | Path | None = None, profile: str | None = None) ->
         if unknown or "project" not in merged:
             problem = f"unknown key(s) {', '.join(unknown)}" if unknown else "no project"
             raise UserError(f"schedule job {name!r}: {problem}")
+        limit = merged.get("memory_limit_mb")
+        merged["memory_limit_mb"] = memory_limit(limit, f"schedule job {name!r}: memory_limit_mb")
         jobs[name] = Job(name=name, **merged)
     return Schedule(jobs, doc.get("form") or {}, doc.get("pools") or {}, profile)
+
+
+def memory_limit(value, name: str = "memory_limit_mb") -> float | None:
+    """None (no limit) or a positive number of MB; anything else is a UserError."""
+    if value is None:
+        return None
+    try:
+        mb = float(value) if not isinstance(value, bool) else 0.0
+    except (TypeError, ValueError):
+        mb = 0.0
+    if not mb > 0 or mb == float("inf"):
+        raise UserError(f"{name} {value!r} is not a positive number of MB")
+    return mb
 
 
 def _merge(base: dict, over: dict) -> dict:
