@@ -5,8 +5,8 @@ runs `python -m mlrecipes.jobs run <job> -P name=value ...` as an argv list: the
 form's values never pass through a shell. The launcher owns the MLflow run (tags from the
 Airflow context, environment lock, SIGTERM -> run KILLED); this file only wires it to Airflow.
 
-Parse cost: Airflow's SDK, stdlib and the launcher's config reader (PyYAML); no mlflow, no
-framework, no network.
+Parse cost: Airflow's SDK, stdlib and `mlrecipes.schedule` (the schedule reader: PyYAML); no
+mlflow, no launcher, no framework, no network.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ SRC = str(REPO / "src")
 if SRC not in sys.path:
     sys.path.insert(0, SRC)
 
-from mlrecipes import jobs  # noqa: E402  (needs SRC on sys.path)
+from mlrecipes import schedule  # noqa: E402  (needs SRC on sys.path)
+from mlrecipes.errors import EXIT_USER_ERROR  # noqa: E402
 
 START = datetime(2025, 1, 1)
 
@@ -61,7 +62,7 @@ class MlflowJobOperator(BaseOperator):
 
         argv = [sys.executable, "-m", "mlrecipes.jobs", "run", self.job]
         for name, value in context["params"].items():
-            argv += ["-P", f"{name}={jobs.param_text(value)}"]
+            argv += ["-P", f"{name}={schedule.param_text(value)}"]
         env = {**os.environ, **context_to_airflow_vars(context, in_env_var_format=True)}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
         self._hook = SubprocessHook()
@@ -72,7 +73,7 @@ class MlflowJobOperator(BaseOperator):
                 # Own session (SubprocessHook), cwd = the repository: relative paths stay valid.
                 result = self._hook.run_command(argv, env=env, cwd=str(REPO))
             finally:  # also on timeout: the run id and link are still worth having
-                run = jobs.read_receipt(receipt)
+                run = schedule.read_receipt(receipt)
                 if run:
                     self.mlflow_run_url = run["url"]
                     ti = context["ti"]
@@ -82,7 +83,7 @@ class MlflowJobOperator(BaseOperator):
         if result.exit_code != 0:
             status = run["status"] if run else "not created"
             message = f"job {self.job} exited {result.exit_code}; MLflow run {status}"
-            if result.exit_code == jobs.EXIT_USER_ERROR:  # bad param/override/data: a retry cannot help
+            if result.exit_code == EXIT_USER_ERROR:  # bad param/data, memory limit: a retry cannot help
                 raise AirflowFailException(message)
             raise AirflowException(message)
         return run["run_id"]
@@ -93,11 +94,11 @@ class MlflowJobOperator(BaseOperator):
             self._hook.send_sigterm()
 
 
-def _build(job: jobs.Job, form: dict) -> DAG:
+def _build(job: schedule.Job, form: dict) -> DAG:
     params = {
         name: Param(f["default"], description=f["schema"].get("description"),
                     **{k: v for k, v in f["schema"].items() if k != "description"})
-        for name, f in jobs.form_fields(job, form).items()
+        for name, f in schedule.form_fields(job, form).items()
     }
     doc = (f"{job.description}\n\n" if job.description else "") + (
         f"Runs `mlflow run projects/{job.project}` through `python -m mlrecipes.jobs run {job.name}`. "
@@ -127,6 +128,6 @@ def _build(job: jobs.Job, form: dict) -> DAG:
     return dag
 
 
-_schedule = jobs.load_schedule()
-for _job in _schedule.existing():
-    globals()[f"mlrecipes_{_job.name}"] = _build(_job, _schedule.form)
+_loaded = schedule.load_schedule()
+for _job in _loaded.existing():
+    globals()[f"mlrecipes_{_job.name}"] = _build(_job, _loaded.form)

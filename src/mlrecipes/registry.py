@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mlrecipes.errors import EXIT_USER_ERROR, UserError, one_line, see, store_see
+from mlrecipes.store import store_lock
 
 DIRECTIONS = ("maximize", "minimize")
 AUDIT_PREFIX = "audit."
@@ -137,26 +138,29 @@ def register_and_gate(model_uri: str, name: str, run_id: str, metrics: dict, gat
                         + see("the-gate-metric-is-not-among-the-runs-metrics"))
     score = float(metrics[gate.metric])
     client = mlflow.MlflowClient()
-    current = holder(client, name, gate.alias)
-    champion = _run_metric(client, current, gate.metric)
-    version = str(mlflow.register_model(model_uri, name).version)
-    passed, reason = decide(score, gate, champion)
-    if passed and gate.promote:
-        decision = "promoted"
-    elif passed:
-        decision = "not promoted (promote=false)"
-        reason = f"promote=false: registered only; the gate would have promoted it ({reason})"
-    else:
-        decision = "rejected"
-    tags = {"gate.decision": decision, "gate.reason": reason, "gate.passed": str(passed).lower(),
-            "gate.metric": gate.metric, "gate.direction": gate.direction,
-            "gate.threshold": repr(gate.threshold), gate.metric: repr(score)}
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, value)
-    if decision == "promoted":
-        via = os.environ.get("AIRFLOW_CTX_DAG_RUN_ID")
-        command = f"gate of run {run_id}" + (f" (Airflow {os.environ.get('AIRFLOW_CTX_DAG_ID')} {via})" if via else "")
-        move_alias(client, name, gate.alias, version, action="gate", command=command, reason=reason)
+    # Concurrent runs on one store: read the champion, register and move the alias as one step.
+    with store_lock(mlflow.get_tracking_uri(), "registry"):
+        current = holder(client, name, gate.alias)
+        champion = _run_metric(client, current, gate.metric)
+        version = str(mlflow.register_model(model_uri, name).version)
+        passed, reason = decide(score, gate, champion)
+        if passed and gate.promote:
+            decision = "promoted"
+        elif passed:
+            decision = "not promoted (promote=false)"
+            reason = f"promote=false: registered only; the gate would have promoted it ({reason})"
+        else:
+            decision = "rejected"
+        tags = {"gate.decision": decision, "gate.reason": reason, "gate.passed": str(passed).lower(),
+                "gate.metric": gate.metric, "gate.direction": gate.direction,
+                "gate.threshold": repr(gate.threshold), gate.metric: repr(score)}
+        for key, value in tags.items():
+            client.set_model_version_tag(name, version, key, value)
+        if decision == "promoted":
+            via = os.environ.get("AIRFLOW_CTX_DAG_RUN_ID")
+            dag = os.environ.get("AIRFLOW_CTX_DAG_ID")
+            command = f"gate of run {run_id}" + (f" (Airflow {dag} {via})" if via else "")
+            move_alias(client, name, gate.alias, version, action="gate", command=command, reason=reason)
     client.set_tag(run_id, "gate.decision", decision)
     client.set_tag(run_id, "gate.reason", reason)
     client.set_tag(run_id, "registry.model", f"{name}/{version}")

@@ -9,9 +9,9 @@ import warnings
 import mlflow
 from omegaconf import DictConfig, OmegaConf
 
+from mlrecipes.airflow_context import airflow_tags
 from mlrecipes.config import REPO_ROOT, flatten
 from mlrecipes.data import Dataset
-from mlrecipes.jobs import airflow_tags
 
 # Config keys whose values never reach params, tags or artifacts (credentials in storage_options).
 _SECRET = re.compile(r"(secret|password|token|credential|access_key|key_id)", re.IGNORECASE)

@@ -13,10 +13,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 import pytest
 import yaml
+
+from mlrecipes.schedule import load_schedule
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "airflow" / "dags"
@@ -78,3 +81,47 @@ def _parse_result(stdout: str) -> dict:
     lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
     assert lines, stdout[-4000:]
     return json.loads(lines[-1][len("RESULT "):])
+
+
+def _tiny_wheel(folder: Path) -> Path:
+    """A pure-Python wheel `tinydep==0.1` (module `tinydep`), so pip installs it offline."""
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = folder / "tinydep-0.1-py3-none-any.whl"
+    files = {
+        "tinydep/__init__.py": "VALUE = 42\n",
+        "tinydep-0.1.dist-info/METADATA": "Metadata-Version: 2.1\nName: tinydep\nVersion: 0.1\n",
+        "tinydep-0.1.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\n"
+                                       "Tag: py3-none-any\n",
+        "tinydep-0.1.dist-info/top_level.txt": "tinydep\n",
+    }
+    record = "".join(f"{name},,\n" for name in files) + "tinydep-0.1.dist-info/RECORD,,\n"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for name, text in files.items():
+            zf.writestr(name, text)
+        zf.writestr("tinydep-0.1.dist-info/RECORD", record)
+    return wheel
+
+
+@pytest.fixture
+def tiny(tmp_path, monkeypatch):
+    """A schedule with two jobs sharing one tiny project, its env root in tmp_path."""
+    projects = tmp_path / "projects"
+    project = projects / "tiny"
+    project.mkdir(parents=True)
+    (project / "MLproject").write_text(
+        "name: tiny\npython_env: python_env.yaml\nentry_points:\n  main:\n"
+        "    parameters: {n: {type: float, default: 1}}\n    command: python -c 'import tinydep'\n")
+    (project / "python_env.yaml").write_text(
+        'python: "3.11.7"\nbuild_dependencies:\n  - pip\ndependencies:\n  - tinydep==0.1\n')
+    wheels = _tiny_wheel(tmp_path / "wheels").parent
+    schedule = tmp_path / "schedule.yaml"
+    schedule.write_text(yaml.safe_dump({
+        "defaults": {"projects_dir": str(projects), "env_root": str(tmp_path / "envs")},
+        "profiles": {"local": {}},
+        "jobs": {"tiny_a": {"project": "tiny"}, "tiny_b": {"project": "tiny"}},
+    }))
+    # pip reads these from the environment: install from the local wheel only, no index.
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheels))
+    monkeypatch.setenv("MLRECIPES_SCHEDULE", str(schedule))
+    return load_schedule()

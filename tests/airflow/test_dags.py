@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mlrecipes import jobs
+from mlrecipes.schedule import load_schedule, project_params
 
 DAGS = Path(__file__).resolve().parents[2] / "airflow" / "dags"
 
@@ -21,7 +21,7 @@ def dagbag():
 
 @pytest.fixture(scope="module")
 def schedule():
-    return jobs.load_schedule()
+    return load_schedule()
 
 
 def _validate(dag, conf: dict):
@@ -71,7 +71,7 @@ def test_deep_learning_jobs_share_a_one_slot_pool(dagbag, schedule):
 def test_params_are_the_projects_params_with_the_jobs_defaults(dagbag, schedule):
     for job in schedule.existing():
         dag = dagbag.dags[f"mlrecipes_{job.name}"]
-        declared = jobs.project_params(job)
+        declared = project_params(job)
         assert set(dag.params) == set(declared)
         for name, spec in declared.items():
             want = job.params.get(name, spec.get("default"))

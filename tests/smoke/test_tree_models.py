@@ -106,7 +106,8 @@ def corrupt_data_dir(tmp_path):
 @pytest.mark.parametrize(
     ("project", "params", "env", "message"),
     [
-        ("xgboost", ["data=imagenet"], None, "unknown data 'imagenet'; valid: breast_cancer, csv, delta, mnist, parquet"),
+        ("xgboost", ["data=imagenet"], None,
+         "unknown data 'imagenet'; valid: breast_cancer, csv, delta, mnist, parquet"),
         ("xgboost", ["overrides=model.params.max_depth"], None, "malformed override 'model.params.max_depth'"),
         ("xgboost", ["num_boost_round=-5"], None, "model.num_boost_round must be >= 1, got -5"),
         ("lightgbm", ["num_boost_round=-5"], None, "model.num_boost_round must be >= 1, got -5"),

@@ -214,7 +214,7 @@ def _under_writable_volume(service: dict, path: str) -> bool:
 def test_schedule_compose_profile_fits_the_containers(resolved):
     """The DAG's `compose` profile points where the containers have things: the tracking server
     service, and environments (plus uv's Pythons and cache) on a writable named volume."""
-    from mlrecipes.jobs import load_schedule
+    from mlrecipes.schedule import load_schedule
 
     services = resolved["config"]["services"]
     for name in AIRFLOW_SERVICES:
