@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from mlrecipes import splits, tables
-from mlrecipes.errors import UserError, require
+from mlrecipes.errors import UserError, require, see
 
 # sha256 of the uncompressed IDX bytes of the official files.
 MNIST_FILES = {
@@ -173,9 +173,9 @@ def _idx_pair(directory: Path, roles: tuple[str, str], cfg) -> tuple[np.ndarray,
                 require(bool(sha256), f"no sha256 for {stem} in data.files: cannot verify a download")
                 path = download(stem, directory, list(cfg.mirrors), cfg.timeout, sha256)
             except UserError as exc:
-                raise UserError(_missing_message(directory, cfg, str(exc))) from None
+                raise UserError(missing_message(directory, cfg, str(exc))) from None
         if path is None:
-            raise UserError(_missing_message(directory, cfg, "download disabled"))
+            raise UserError(missing_message(directory, cfg, "download disabled"))
         array = read_idx(path)
         if sha256 and (items is None or len(array) == int(items)):
             # The header is part of the checksum: rebuild it from the array.
@@ -203,12 +203,14 @@ def class_names(cfg) -> list[str]:
     return [str(c) for c in (cfg.get("class_names") or range(10))]
 
 
-def _missing_message(directory: Path, cfg, why: str) -> str:
+def missing_message(directory: Path, cfg, why: str) -> str:
     names = ", ".join(f"{stem}.gz" for stem, _, _ in idx_files(cfg).values())
     label = "MNIST" if str(cfg.get("name", "mnist")) == "mnist" else str(cfg.name)
+    hint = see("mnist-not-found") if why == "download disabled" else see("the-machine-is-offline")
     return (
         f"{label} not found in {directory} and could not be downloaded ({why}); "
         f"put {names} there or set MLRECIPES_DATA_DIR to a directory whose {directory.name}/ holds them"
+        + hint
     )
 
 

@@ -20,7 +20,7 @@ import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 
-from mlrecipes.errors import UserError
+from mlrecipes.errors import UserError, see
 from mlrecipes.schedule import Job, mlproject
 
 ENV_MARKER = ".mlrecipes-verified"  # written into an environment once it has been verified
@@ -131,6 +131,7 @@ def prepare_env(job: Job, say=print) -> Path | None:
         problem = check_env(env_dir, deps)
         if problem is not None:
             shutil.rmtree(env_dir, ignore_errors=True)
-            raise UserError(f"environment for {job.project} is incomplete after building: {problem}")
+            raise UserError(f"environment for {job.project} is incomplete after building: {problem}"
+                            + see("the-environment-build-failed-or-was-interrupted"))
         (env_dir / ENV_MARKER).write_text(f"{job.project}\n")
     return env_dir

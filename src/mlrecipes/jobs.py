@@ -36,7 +36,7 @@ from pathlib import Path
 
 from mlrecipes.airflow_context import airflow_tags
 from mlrecipes.envs import env_dir_for, is_marked, prepare_env
-from mlrecipes.errors import EXIT_TERMINATED, EXIT_USER_ERROR, UserError, one_line
+from mlrecipes.errors import EXIT_TERMINATED, EXIT_USER_ERROR, UserError, one_line, see
 from mlrecipes.preflight import absolute_data_dir, absolute_tracking_uri, check_data
 from mlrecipes.schedule import REPO_ROOT, Job, Schedule, check_params, load_schedule, memory_limit
 from mlrecipes.store import store_init_lock
@@ -169,7 +169,10 @@ def _launch(job: Job, params: dict[str, str], receipt: str | None) -> int:
                 except ExecutionException:  # the project failed; train.py said why on stderr
                     rc = 1
                 except MlflowException as exc:  # before the project started, e.g. its environment
-                    print(f"error: {one_line(exc.message)}", file=sys.stderr, flush=True)
+                    message = one_line(exc.message)
+                    hint = (see("pyenv-or-the-pinned-python-is-missing") if "pyenv" in message.lower()
+                            else see("the-environment-build-failed-or-was-interrupted"))
+                    print(f"error: {message}{hint}", file=sys.stderr, flush=True)
                     rc = 1
     except Terminated:
         pass
@@ -190,8 +193,8 @@ def _launch(job: Job, params: dict[str, str], receipt: str | None) -> int:
             rc = 128 + sig  # non-zero and not 2: Airflow retries
             why = f"killed by {name}" + (", likely out of memory" if sig == signal.SIGKILL else "")
             why += f"; peak RSS {memory.peak_mb:.0f} MB"
-        if why:
-            print(f"error: {why}", file=sys.stderr, flush=True)
+        if why:  # the tag keeps the plain reason; the line also says where to read more
+            print(f"error: {why}{see('a-task-was-killed-for-memory')}", file=sys.stderr, flush=True)
             client.log_batch(run_id, tags=[RunTag("mlrecipes.error", why), RunTag("mlrecipes.exit_code", str(rc))])
             if status != "FAILED":
                 status = "FAILED"

@@ -50,39 +50,29 @@ def data_config(job: Job):
 
 
 def check_data(jobs: list[tuple[Job, dict[str, str]]]) -> list[Path]:
-    """For (job, its environment) pairs: raise the recipe's one-line UserError if an MNIST job's
-    files are missing, else return the directories checked. Missing files are downloaded here,
-    once, when the data group allows (what the recipe would do in every job)."""
+    """For (job, its environment) pairs: raise the recipe's one-line UserError if an image job's
+    IDX files are missing, else return the directories checked. Missing files are downloaded
+    here, once, when the data group allows (what the recipe would do in every job)."""
     from mlrecipes import data
 
     checked: dict[Path, object] = {}
     for job, env in jobs:
         cfg = data_config(job)
-        if cfg.get("kind") != "mnist":
+        if cfg.get("kind") not in ("idx", "mnist"):
             continue  # tables and other sources are read (and checked) by the recipe itself
         if cfg.get("dir"):
             root = absolute_data_dir(cfg.dir, job.project_dir)  # relative to train.py's cwd
         else:
             root = env.get("MLRECIPES_DATA_DIR") or "~/.cache/mlrecipes"  # as data.cache_root does
-        checked.setdefault(data.cache_root(root) / "mnist", cfg)
+        checked.setdefault(data.cache_root(root) / str(cfg.get("name", "mnist")), cfg)
     for directory, cfg in checked.items():
-        missing = [stem for stem in data.MNIST_FILES
-                   if not any((directory / name).is_file() for name in (f"{stem}.gz", stem))]
-        for stem in missing:
-            if not cfg.download:
-                raise UserError(_missing(directory, "download disabled"))
+        for stem, sha256, _ in data.idx_files(cfg).values():
+            if any((directory / name).is_file() for name in (f"{stem}.gz", stem)):
+                continue
+            if not cfg.download or not sha256:
+                raise UserError(data.missing_message(directory, cfg, "download disabled"))
             try:
-                data.download(stem, directory, list(cfg.mirrors), cfg.timeout, data.MNIST_FILES[stem])
+                data.download(stem, directory, list(cfg.mirrors), cfg.timeout, sha256)
             except UserError as exc:
-                raise UserError(_missing(directory, str(exc))) from None
+                raise UserError(data.missing_message(directory, cfg, str(exc))) from None
     return list(checked)
-
-
-def _missing(directory: Path, why: str) -> str:
-    # The recipe's wording (mlrecipes.data), so `make run` and a single run say the same thing.
-    from mlrecipes.data import MNIST_FILES
-
-    names = ", ".join(f"{stem}.gz" for stem in MNIST_FILES)
-    return (f"MNIST not found in {directory} and could not be downloaded ({why}); "
-            f"put {names} there or set MLRECIPES_DATA_DIR to a directory whose mnist/ holds them")
-

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from mlrecipes.errors import UserError, one_line, require
+from mlrecipes.errors import UserError, one_line, require, see
 
 KINDS = ("parquet", "delta", "csv")
 # Word forms travel through Hydra overrides and the Airflow form unquoted; symbols need quotes.
@@ -28,6 +28,7 @@ OPS = {"eq": "==", "==": "==", "ne": "!=", "!=": "!=", "lt": "<", "<": "<", "le"
 S3_CONNECT_TIMEOUT_S = 3
 S3_REQUEST_TIMEOUT_S = 10
 S3_MAX_ATTEMPTS = 2
+NOT_FOUND = see("a-table-or-data-file-is-not-found")
 
 
 @dataclass
@@ -106,7 +107,7 @@ def _open_files(kind: str, uri: str, options: dict) -> TableSource:
     fmt = "parquet" if kind == "parquet" else pads.CsvFileFormat()
     try:
         info = (filesystem or fs.LocalFileSystem()).get_file_info(path)
-        require(info.type != fs.FileType.NotFound, f"data not found: {uri}")
+        require(info.type != fs.FileType.NotFound, f"data not found: {uri}" + NOT_FOUND)
         directory = info.type == fs.FileType.Directory
         dataset = pads.dataset(path, format=fmt, filesystem=filesystem,
                                partitioning="hive" if directory else None)
@@ -121,7 +122,7 @@ def _open_files(kind: str, uri: str, options: dict) -> TableSource:
         raise UserError(f"cannot read {kind} {uri}: {one_line(str(exc))}") from None
     except OSError as exc:  # S3: endpoint unreachable, access denied, no such bucket
         raise UserError(f"cannot read {uri}: {one_line(str(exc))}") from None
-    require(bool(dataset.files), f"data not found: no {kind} files under {uri}")
+    require(bool(dataset.files), f"data not found: no {kind} files under {uri}" + NOT_FOUND)
     return TableSource(kind, uri, dataset)
 
 
@@ -130,13 +131,13 @@ def _open_delta(uri: str, version, options: dict) -> TableSource:
     from deltalake.exceptions import DeltaError, TableNotFoundError
 
     if "://" not in uri:
-        require(os.path.isdir(uri), f"data not found: {uri}")
+        require(os.path.isdir(uri), f"data not found: {uri}" + NOT_FOUND)
     try:
         table = DeltaTable(uri, version=None if version is None else int(version),
                            storage_options=delta_storage_options(uri, options))
         dataset = table.to_pyarrow_dataset()
     except TableNotFoundError:
-        raise UserError(f"no Delta table at {uri}") from None
+        raise UserError(f"no Delta table at {uri}" + NOT_FOUND) from None
     except (DeltaError, OSError) as exc:
         text = one_line(str(exc))
         if version is not None and "version" in text.lower():

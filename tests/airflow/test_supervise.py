@@ -127,11 +127,12 @@ def test_memory_limit_stops_the_tree_and_fails_the_run_with_the_reason(tracking_
         os.killpg(proc.pid, 0)  # nothing of the launch is left running
     assert proc.returncode == EXIT_USER_ERROR, out + err
     last = err.strip().splitlines()[-1]
-    match = re.fullmatch(r"error: memory limit 150 MB exceeded \(peak (\d+) MB\)", last)
-    assert match and int(match.group(1)) > 150, err[-3000:]
+    match = re.fullmatch(r"error: (memory limit 150 MB exceeded \(peak (\d+) MB\)) "
+                         r"\(see docs/troubleshooting.md#a-task-was-killed-for-memory\)", last)
+    assert match and int(match.group(2)) > 150, err[-3000:]
     (run,) = [r for r in all_runs(client) if r.info.run_id not in (lost, other)]
     assert run.info.status == "FAILED"
-    assert run.data.tags["mlrecipes.error"] == last[len("error: "):]
+    assert run.data.tags["mlrecipes.error"] == match.group(1)  # the reason, without the pointer
     assert run.data.tags["mlrecipes.exit_code"] == "2"
     assert _registered(client) == []
     assert client.get_run(lost).info.status == "FAILED"
@@ -162,7 +163,7 @@ def test_sigkill_of_train_py_fails_the_run_with_the_reason_and_a_retryable_exit(
     reason = run.data.tags["mlrecipes.error"]
     match = re.fullmatch(r"killed by SIGKILL, likely out of memory; peak RSS (\d+) MB", reason)
     assert match and int(match.group(1)) > 0, reason
-    assert err.strip().splitlines()[-1] == f"error: {reason}"
+    assert err.strip().splitlines()[-1] == f"error: {reason} (see docs/troubleshooting.md#a-task-was-killed-for-memory)"
     assert _registered(client) == []
 
 
