@@ -41,7 +41,7 @@ CLI = "python -m mlrecipes.registry"
 class Gate:
     metric: str
     direction: str
-    threshold: float
+    threshold: float | None  # None: no absolute bar, only "not worse than the champion"
     alias: str = "champion"
     promote: bool = True
 
@@ -54,10 +54,14 @@ class Gate:
             raise UserError("gate.metric is empty: name the metric the gate compares, e.g. gate.metric=test_accuracy")
         if direction not in DIRECTIONS:
             raise UserError(f"gate.direction must be maximize or minimize, got {get('direction')!r}")
-        try:
-            threshold = float(get("threshold"))
-        except (TypeError, ValueError):
-            raise UserError(f"gate.threshold must be a number, got {get('threshold')!r}") from None
+        threshold = get("threshold")
+        if threshold is not None and str(threshold).lower() not in ("none", "null"):
+            try:
+                threshold = float(threshold)
+            except (TypeError, ValueError):
+                raise UserError(f"gate.threshold must be a number or null, got {get('threshold')!r}") from None
+        else:
+            threshold = None
         promote = get("promote", True)
         if isinstance(promote, str) and promote.lower() in ("true", "false"):
             promote = promote.lower() == "true"
@@ -84,16 +88,19 @@ def decide(candidate: float, gate: Gate, champion: float | None) -> tuple[bool, 
     m = gate.metric
     if not math.isfinite(candidate):
         return False, f"{m} is {candidate}: not a number the gate can compare"
-    c, t = _pair(candidate, gate.threshold)
-    if gate.worse(candidate, gate.threshold):
-        side = "below" if gate.direction == "maximize" else "above"
-        return False, f"{m} {c} {side} the gate threshold {t}"
+    bar = "no threshold set"
+    if gate.threshold is not None:
+        c, t = _pair(candidate, gate.threshold)
+        if gate.worse(candidate, gate.threshold):
+            side = "below" if gate.direction == "maximize" else "above"
+            return False, f"{m} {c} {side} the gate threshold {t}"
+        bar = f"reaches the threshold {t}"
     if champion is None:
-        return True, f"{m} {c} reaches the threshold {t}; no champion yet"
+        return True, f"{m} {candidate:.4g} {bar}; no champion yet"
     c, h = _pair(candidate, champion)
     if gate.worse(candidate, champion):
         return False, f"{m} {c} worse than the champion's {h}"
-    return True, f"{m} {c} reaches the threshold {t} and is not worse than the champion's {h}"
+    return True, f"{m} {c} {bar} and is not worse than the champion's {h}"
 
 
 def _client(tracking_uri: str | None = None):

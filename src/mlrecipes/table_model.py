@@ -23,7 +23,7 @@ from mlflow.pyfunc import PythonModel
 
 # The signature logged with the model is what validates the input; MLflow's type-hint validation
 # has no form for "a frame with these typed columns", and asks for a hint at every class definition.
-warnings.filterwarnings("ignore", message="Add type hints to the `predict` method")
+warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")  # after a colour code
 
 
 def typed(frame: pd.DataFrame, features: list[str], categories: dict[str, list[str]]) -> pd.DataFrame:

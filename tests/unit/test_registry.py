@@ -36,6 +36,13 @@ def test_decide_minimize_reads_naturally(candidate, champion, promote, words):
     assert ok is promote and words in reason
 
 
+def test_no_threshold_only_compares_with_the_champion():
+    gate = registry.Gate.of(OmegaConf.merge(RMSE_GATE, {"threshold": None}))  # conf/task/regression.yaml
+    assert registry.decide(1e6, gate, None) == (True, "test_rmse 1e+06 no threshold set; no champion yet")
+    ok, reason = registry.decide(0.5, gate, 0.4)
+    assert not ok and "worse than the champion's 0.4" in reason
+
+
 def test_reason_shows_enough_digits_to_tell_close_scores_apart():
     _, reason = registry.decide(0.97651, registry.Gate.of(GATE), 0.97654)
     assert "0.97651 worse than the champion's 0.97654" in reason
