@@ -299,8 +299,10 @@ def load_table(cfg, task: str = "classification") -> Dataset:
     del arrow
     # String features become categoricals whose categories are the training rows' values: a
     # category first seen in validation, test or scoring is a missing value, not a crash.
-    categories = {name: sorted({v for v in col[train] if v is not None})
-                  for name, col in X.items() if col.dtype == object}
+    categories = {}
+    for name, col in X.items():
+        if isinstance(col, _Strings):
+            X[name], categories[name] = col.fixed_by(train)
     params = {"data.rows.read": rows_read, "data.rows.dropped_missing_target": before - len(y),
               **lineage, **split_params}
     parts = [_frame(X, rows, categories) for rows in (train, val, test)]
@@ -315,16 +317,27 @@ def load_table(cfg, task: str = "classification") -> Dataset:
 def _frame(X: dict, rows: np.ndarray, categories: dict):
     import pandas as pd
 
-    return pd.DataFrame({name: categorical(col[rows], categories[name]) if name in categories else col[rows]
-                         for name, col in X.items()})
+    return pd.DataFrame({name: pd.Categorical.from_codes(col[rows], categories=categories[name])
+                         if name in categories else col[rows] for name, col in X.items()})
 
 
-def categorical(values, categories: list[str]):
-    """Strings -> a pandas categorical over `categories`; any other value becomes missing."""
-    import pandas as pd
+@dataclass
+class _Strings:
+    """A string column as dictionary codes (-1: missing) and its distinct values: 5 M ticks of a
+    few symbols cost 4 bytes a row, not a Python string each."""
 
-    values = pd.Series(values, dtype=object)
-    return pd.Categorical(values.where(values.isin(categories), None), categories=categories)
+    codes: np.ndarray
+    values: np.ndarray
+
+    def fixed_by(self, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """(codes over the categories seen in `rows`, those categories sorted); others become -1."""
+        present = np.unique(self.codes[rows])
+        categories = sorted(str(v) for v in self.values[present[present >= 0]])
+        lookup = np.full(len(self.values) + 1, -1, dtype=np.int32)  # the last slot serves code -1
+        position = {v: i for i, v in enumerate(categories)}
+        for code, value in enumerate(self.values):
+            lookup[code] = position.get(str(value), -1)
+        return lookup[self.codes], categories
 
 
 def _select_columns(cfg, names: list[str], schema) -> tuple[list[str], list[str]]:
@@ -379,27 +392,37 @@ def _projection(read: list[str], features: list[str], schema) -> dict:
             for name in read}
 
 
-def _feature(column) -> np.ndarray:
-    """float32 (missing: NaN) for numbers; an object array of str (missing: None) for strings."""
+def _feature(column):
+    """float32 (missing: NaN) for numbers; `_Strings` (dictionary codes) for strings."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
-    if pa.types.is_dictionary(column.type):
-        column = column.cast(column.type.value_type)
-    if _stringlike(column.type):
-        return np.asarray(column.to_pylist(), dtype=object)
-    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float32)
+    if not _stringlike(column.type):
+        return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float32)
+    if not pa.types.is_dictionary(column.type):
+        column = column.dictionary_encode()
+    encoded = column.unify_dictionaries().combine_chunks() if column.num_chunks else None
+    if encoded is None or len(encoded) == 0:
+        return _Strings(np.zeros(0, dtype=np.int32), np.zeros(0, dtype=object))
+    codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int32)
+    return _Strings(codes, np.asarray(encoded.dictionary.to_pylist(), dtype=object))
 
 
 def _target(column, name: str, task: str) -> tuple[np.ndarray, list[str]]:
     import pyarrow as pa
 
-    if pa.types.is_dictionary(column.type):
-        column = column.cast(column.type.value_type)
     if task == "regression":
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
         require(_numeric(column.type) and not pa.types.is_boolean(column.type),
                 f"target column '{name}' is {column.type}, not a number: task=regression needs a numeric target")
         return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64), []
-    classes, y = np.unique(column.to_numpy(zero_copy_only=False), return_inverse=True)
+    if _stringlike(column.type):  # via dictionary codes: no Python string per row
+        strings = _feature(column)
+        y, classes = strings.fixed_by(np.arange(len(strings.codes)))
+        classes = np.asarray(classes, dtype=object)
+    else:
+        classes, y = np.unique(column.to_numpy(zero_copy_only=False), return_inverse=True)
     require(len(classes) >= 2, f"target column '{name}' has fewer than 2 classes ({len(classes)})")
     return y.astype(np.int64), [str(c) for c in classes]
 

@@ -124,7 +124,9 @@ def run(project_dir: Path, fit: Callable, argv: list[str]) -> int:
         tracking.log_config(cfg)
         task = str(cfg.get("task") or "classification")
 
+        ingest_started = time.perf_counter()
         ds = data.load(cfg.data, task)
+        mlflow.log_metric("ingest_seconds", time.perf_counter() - ingest_started)  # read + type + split
         tracking.log_dataset(ds)
         print(
             f"[{cfg.project}:{cfg.variant}] data {ds.name}: {len(ds.y_train)} train, "

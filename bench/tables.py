@@ -1,0 +1,106 @@
+"""The tables benchmark: both GBDT projects on a generated tick table of 5 M rows x 20 features.
+
+    .venv/bin/python bench/tables.py [--rows 5000000] [--features 20] [--rounds 50]
+
+Generates the table once (tests/fixtures/ticks.py, Hive-partitioned Parquet by date and symbol,
+in bench/work/), then trains each GBDT through the real `mlflow run` with a time split on `ts`
+and the 3-class `direction` target (string features `symbol` and `venue` as categoricals, gaps
+kept). Per project: ingest seconds (read + type + split, the run's `ingest_seconds`), training
+seconds, whole-run seconds and the peak RSS of the run's process tree (sampled every 0.2 s) and
+of train.py itself (`peak_rss_mb`). Writes bench/results/tables.json and the README's tables
+table; figures are written, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from run import MLFLOW, REPO, WORK, machine, measure
+
+sys.path.insert(0, str(REPO / "tests" / "fixtures"))
+import ticks  # noqa: E402  (the fixture generator)
+
+PROJECTS = ("xgboost", "lightgbm")
+
+
+def table(rows: int, features: int) -> Path:
+    out = WORK / f"ticks_{rows}x{features}"
+    if not (out / "ticks_parquet").exists():
+        started = time.perf_counter()
+        ticks.write_parquet(ticks.make(rows=rows, features=features), out)
+        print(f"generated {rows} rows x {features} features in {time.perf_counter() - started:.0f} s", flush=True)
+    return out / "ticks_parquet"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=5_000_000)
+    parser.add_argument("--features", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=50)
+    parser.add_argument("--no-readme", action="store_true")
+    args = parser.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    path = table(args.rows, args.features)
+    uri = f"sqlite:///{WORK / 'tables.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    overrides = (f"data.path={path} data.target=direction data.name=ticks5m data.split=time data.time_column=ts "
+                 "data.exclude=[date,next_return,up] gate.threshold=0")
+    results = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "rows": args.rows,
+               "features": args.features, "rounds": args.rounds, "projects": []}
+    for project in PROJECTS:
+        argv = [MLFLOW, "run", str(REPO / "projects" / project), "--env-manager", "virtualenv",
+                "--experiment-name", "tables-bench", "-P", "data=parquet", "-P", f"num_boost_round={args.rounds}",
+                "-P", f"overrides={overrides}"]
+        print(f"bench {project} ...", flush=True)
+        code, wall, peak, tail = measure(argv, env, WORK)
+        if code != 0:
+            results["projects"].append({"name": project, "error": f"exit {code}"})
+            print(tail, file=sys.stderr)
+            continue
+        exp = client.get_experiment_by_name("tables-bench")
+        run = client.search_runs([exp.experiment_id], f"tags.`mlrecipes.project` = '{project}'",
+                                 order_by=["attributes.start_time DESC"], max_results=1)[0]
+        m = run.data.metrics
+        row = {"name": project, "rows_read": int(run.data.params["data.rows.read"]),
+               "ingest_seconds": round(m["ingest_seconds"], 1), "train_seconds": round(m["train_seconds"], 1),
+               "wall_seconds": round(wall, 1), "peak_rss_mb_tree": round(peak), "peak_rss_mb_train_py":
+               round(m["peak_rss_mb"]), "test_accuracy": round(m["test_accuracy"], 4), "run_id": run.info.run_id}
+        results["projects"].append(row)
+        print(json.dumps(row), flush=True)
+    out = REPO / "bench" / "results" / "tables.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    if not args.no_readme:
+        write_readme(results)
+    return 0
+
+
+def write_readme(results: dict) -> None:
+    rows = ["| model | rows read | ingest s | training s | whole run s | peak RSS MB (tree / train.py) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in results["projects"]:
+        if "error" in r:
+            rows.append(f"| {r['name']} | failed: {r['error']} | | | | |")
+            continue
+        rows.append(f"| {r['name']} | {r['rows_read']:,} | {r['ingest_seconds']:.0f} | {r['train_seconds']:.0f} | "
+                    f"{r['wall_seconds']:.0f} | {r['peak_rss_mb_tree']} / {r['peak_rss_mb_train_py']} |")
+    m = results["machine"]
+    rows.append(f"\n{results['rows']:,} rows x {results['features']} features + symbol, venue; time split; "
+                f"{results['rounds']} rounds at most. Machine: {m['cpus']} CPUs ({m['cpu_model']}), "
+                f"{m['memory_gb']} GB; measured {results['date']}.")
+    readme = REPO / "README.md"
+    text = readme.read_text()
+    start, end = "<!-- tables:start -->", "<!-- tables:end -->"
+    head, rest = text.split(start, 1)
+    readme.write_text(f"{head}{start}\n" + "\n".join(rows) + f"\n{end}{rest.split(end, 1)[1]}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
