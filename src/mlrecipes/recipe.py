@@ -140,9 +140,11 @@ def run(project_dir: Path, fit: Callable, argv: list[str]) -> int:
         # CPU seconds beside wall seconds: comparable between runs on a shared worker.
         mlflow.log_metrics({"train_seconds": train_seconds, "train_cpu_seconds": time.process_time() - cpu_started})
 
-        # Validation metrics: what a sweep optimises and what compares trials (never the test set).
+        # The final model on the validation rows (val_accuracy, val_rmse, ...): what a sweep optimises
+        # and compares trials by, never the test set. `val_`, not `validation_`: the projects' own
+        # per-epoch / per-round curves use that prefix, and these are one value each.
         val_pred = np.asarray(trained.predict(trained.prepare(ds.X_val)))
-        mlflow.log_metrics(evaluate.scores(task, ds.y_val, val_pred, ds.num_classes, "validation"))
+        mlflow.log_metrics(evaluate.scores(task, ds.y_val, val_pred, ds.num_classes, "val"))
         X_test = trained.prepare(ds.X_test)
         pred = np.asarray(trained.predict(X_test))
         results = evaluate.evaluate(task, ds.y_test, pred, ds.class_names)

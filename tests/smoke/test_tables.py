@@ -46,7 +46,7 @@ def test_parquet_directory_filter_time_split_categoricals(run_project, tracking_
     assert p["data.split.validation.time_max"] < p["data.split.test.time_min"]
     assert p["data.split.train.time_min"] >= "2026-01-03"
     assert {i.dataset.name for i in run.inputs.dataset_inputs} == {"ticks-train", "ticks-validation", "ticks-test"}
-    assert m["test_accuracy"] > 0.5 and "validation_accuracy" in m and "test_roc_auc" not in m
+    assert m["test_accuracy"] > 0.5 and "val_accuracy" in m and "test_roc_auc" not in m
     # symbol and venue are categoricals fixed by the training rows; gaps stayed missing values.
     config = model_config("ticks-xgboost", run.info.run_id)
     assert config["categories"]["symbol"] == ["000660", "005930", "035420"]
