@@ -627,12 +627,16 @@ def _score(cfg, run_id: str, signals: _Signals) -> None:
     started = time.perf_counter()
     progress = {"at": started}
 
+    client = mlflow.MlflowClient()  # explicit run id: the writer's thread has no active run
+
     def scored():
         for chunk in chunks:
+            if signals.received:  # stop the writer at the next batch: nothing is committed
+                raise Terminated()
             batch = score(model, chunk, meta, stats)
             now = time.perf_counter()
             if now - progress["at"] >= PROGRESS_EVERY_S or stats.rows == batch.num_rows:
-                mlflow.log_metric("rows_scored", stats.rows, step=stats.rows)
+                client.log_metric(run_id, "rows_scored", stats.rows, step=stats.rows)
                 progress["at"] = now
             yield batch
 
@@ -647,14 +651,14 @@ def _score(cfg, run_id: str, signals: _Signals) -> None:
         partition = [c for c in partition_by if c in first.schema.names]
         if fmt == "delta":
             try:
-                output.write(reader, partition, mode)
+                _in_thread(signals, output.write, reader, partition, mode)
             except Exception as exc:
                 if signals.received or isinstance(exc, Terminated | UserError):
                     raise
                 raise UserError(f"cannot write Delta table {output_uri}: {one_line(str(exc))}") from None
         else:
             try:
-                output.write(reader, partition)
+                _in_thread(signals, output.write, reader, partition)
             except OSError as exc:
                 if signals.received:
                     raise
@@ -680,6 +684,37 @@ def _score(cfg, run_id: str, signals: _Signals) -> None:
         f", live RMSE {live['live_rmse']:.4f}" if "live_rmse" in live else "")
     print(f"[score] {stats.rows} rows in {seconds:.1f}s ({stats.rows / max(seconds, 1e-9):.0f} rows/s){headline}, "
           f"run {run_id}", flush=True)
+
+
+def _in_thread(signals: _Signals, write, *args) -> None:
+    """Run a writer (Arrow's or delta-rs' native loop, which pulls our batches) in a thread.
+
+    Python runs signal handlers in the main thread only, and not while it waits inside native
+    code: a writer called from the main thread would notice a SIGTERM only after writing
+    everything. Here the main thread waits in short joins, so the handler runs at once; the
+    batch generator then stops the writer at its next batch."""
+    import threading
+
+    failure: list[BaseException] = []
+
+    def target():
+        try:
+            write(*args)
+        except BaseException as exc:  # noqa: BLE001  (handed to the main thread)
+            failure.append(exc)
+
+    thread = threading.Thread(target=target, name="scoring-writer", daemon=True)
+    thread.start()
+    terminated = False
+    while thread.is_alive():
+        try:
+            thread.join(0.2)
+        except Terminated:
+            terminated = True  # the writer stops at its next batch; wait for it to let go of the files
+    if terminated or signals.received:
+        raise Terminated()
+    if failure:
+        raise failure[0]
 
 
 def _chain(first, rest):

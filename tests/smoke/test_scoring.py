@@ -130,8 +130,6 @@ def test_delta_output_replaces_the_slice_in_one_transaction(champion):
     assert DeltaTable(str(out)).to_pyarrow_table().num_rows == 2 * day_rows(champion, "2026-01-03")
 
 
-@pytest.mark.xfail(strict=False, reason="open: the scoring process killed inside pyarrow's write_dataset exits "
-                                        "without closing its run (left RUNNING); see the branch report")
 def test_sigterm_mid_write_leaves_the_old_output(champion, tmp_path):
     """A bigger table in small batches, so the kill lands while batches are being written."""
     import psutil
@@ -171,7 +169,12 @@ def test_sigterm_mid_write_leaves_the_old_output(champion, tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     run = client.get_run(runs[0].info.run_id)
-    assert run.info.status == "KILLED", out_text[-8000:]
+    # The scorer closes its run KILLED; the `mlflow run` CLI then overwrites it with FAILED (MLflow
+    # 3.17's _maybe_set_run_terminated compares the status string with RunStatus' integers). The
+    # launcher (make run, Airflow) puts KILLED back; the exit status and reason are the scorer's own.
+    assert run.info.status in ("KILLED", "FAILED"), out_text[-8000:]
+    assert run.data.tags["mlrecipes.exit_code"] == "143"
+    assert run.data.tags["mlrecipes.error"] == "terminated by a signal"
     assert "terminated; the output is unchanged" in out_text
     assert snapshot(out) == before  # the previous predictions, byte for byte
     assert read(out).num_rows == 300_000
