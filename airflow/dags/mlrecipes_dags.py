@@ -17,7 +17,7 @@ import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from airflow.sdk import DAG, BaseOperator, BaseOperatorLink, Param
+from airflow.sdk import DAG, BaseOperator, BaseOperatorLink, CronDataIntervalTimetable, Param
 
 REPO = Path(__file__).resolve().parents[2]
 SRC = str(REPO / "src")
@@ -61,7 +61,13 @@ class MlflowJobOperator(BaseOperator):
         from airflow.providers.standard.hooks.subprocess import SubprocessHook
 
         argv = [sys.executable, "-m", "mlrecipes.jobs", "run", self.job]
-        for name, value in context["params"].items():
+        params = dict(context["params"])
+        if "interval" in params and not params["interval"]:
+            # A scoring job: the run's data interval is the slice it scores (and a rerun replaces).
+            start, end = context.get("data_interval_start"), context.get("data_interval_end")
+            if start is not None and end is not None and start < end:
+                params["interval"] = f"{start.isoformat()}/{end.isoformat()}"
+        for name, value in params.items():
             argv += ["-P", f"{name}={schedule.param_text(value)}"]
         env = {**os.environ, **context_to_airflow_vars(context, in_env_var_format=True)}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
@@ -104,10 +110,15 @@ def _build(job: schedule.Job, form: dict) -> DAG:
         f"Runs `mlflow run projects/{job.project}` through `python -m mlrecipes.jobs run {job.name}`. "
         "The MLflow run id is in XCom (`mlflow_run_id`) and behind the task's **MLflow run** link."
     )
+    timetable = job.schedule
+    if job.schedule and "interval" in params:
+        # Scoring: a run covers the interval that just ended (a daily run at 00:00 scores yesterday);
+        # Airflow 3's plain cron schedule would give it an empty interval.
+        timetable = CronDataIntervalTimetable(job.schedule, timezone="UTC")
     with DAG(
         dag_id=f"mlrecipes_{job.name}",
         description=job.description or f"mlflow run projects/{job.project}",
-        schedule=job.schedule,
+        schedule=timetable,
         start_date=START,
         catchup=False,
         max_active_runs=1,

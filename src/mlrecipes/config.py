@@ -42,8 +42,10 @@ def parse_argv(argv: list[str]) -> list[str]:
     return [o for o in overrides if o.strip()]
 
 
-def compose(project_dir: Path, overrides: list[str]) -> DictConfig:
-    """Compose `<project>/conf/config.yaml` with the shared groups; errors become one line."""
+def compose(project_dir: Path, overrides: list[str], optional: tuple[str, ...] = ()) -> DictConfig:
+    """Compose `<project>/conf/config.yaml` with the shared groups; errors become one line.
+
+    `optional`: dotted keys that may stay `???` (scoring needs no `data.target`)."""
     conf_dir = Path(project_dir).resolve() / "conf"
     try:
         with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
@@ -63,7 +65,7 @@ def compose(project_dir: Path, overrides: list[str]) -> DictConfig:
         raise UserError(f"malformed override '{exc.override}': {_first_line(exc)}") from None
     except (HydraException, OmegaConfBaseException) as exc:
         raise UserError(_first_line(exc)) from None
-    missing = sorted(OmegaConf.missing_keys(cfg))
+    missing = sorted(set(OmegaConf.missing_keys(cfg)) - set(optional))
     if missing:
         raise UserError(f"missing required config value(s): {', '.join(missing)}")
     return cfg

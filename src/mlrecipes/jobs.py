@@ -212,10 +212,12 @@ def _launch(job: Job, params: dict[str, str], receipt: str | None) -> int:
 
 
 def run_all(schedule: Schedule) -> int:
+    # Trainings only: a scoring job (entry point predict) needs a champion and its input table.
+    jobs = [job for job in schedule.existing() if job.entry_point != "predict"]
     # Data first: without it every job would build its environment (minutes) and then fail.
-    check_data([(job, child_env(job)) for job in schedule.existing()])
+    check_data([(job, child_env(job)) for job in jobs])
     failed = []
-    for job in schedule.existing():
+    for job in jobs:
         print(f"[jobs] === {job.name} ===", flush=True)
         rc = launch(job)
         if rc == EXIT_TERMINATED:
@@ -225,7 +227,6 @@ def run_all(schedule: Schedule) -> int:
     skipped = [j.name for j in schedule.jobs.values() if not j.exists]
     if skipped:
         print(f"[jobs] skipped (project not present): {', '.join(skipped)}", flush=True)
-    jobs = schedule.existing()
     if jobs:
         env = child_env(jobs[0])
         subprocess.run([sys.executable, "-m", "mlrecipes.leaderboard", "--tracking-uri", env["MLFLOW_TRACKING_URI"]],

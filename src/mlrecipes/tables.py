@@ -41,6 +41,7 @@ class TableSource:
     version: int | None = None  # Delta: the version actually read
     filter: pc.Expression | None = None
     filter_text: str = ""
+    partition_columns: tuple[str, ...] = ()  # Hive directories / Delta partitions, outermost first
 
     @property
     def schema(self) -> pa.Schema:
@@ -123,7 +124,7 @@ def _open_files(kind: str, uri: str, options: dict) -> TableSource:
     except OSError as exc:  # S3: endpoint unreachable, access denied, no such bucket
         raise UserError(f"cannot read {uri}: {one_line(str(exc))}") from None
     require(bool(dataset.files), f"data not found: no {kind} files under {uri}" + NOT_FOUND)
-    return TableSource(kind, uri, dataset)
+    return TableSource(kind, uri, dataset, partition_columns=tuple(names))
 
 
 def _open_delta(uri: str, version, options: dict) -> TableSource:
@@ -143,7 +144,8 @@ def _open_delta(uri: str, version, options: dict) -> TableSource:
         if version is not None and "version" in text.lower():
             raise UserError(f"Delta table {uri} has no version {version}: {text}") from None
         raise UserError(f"cannot read Delta table {uri}: {text}") from None
-    return TableSource("delta", uri, dataset, version=table.version())
+    return TableSource("delta", uri, dataset, version=table.version(),
+                       partition_columns=tuple(table.metadata().partition_columns))
 
 
 # ---------------------------------------------------------------- object storage

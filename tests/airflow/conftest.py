@@ -68,8 +68,9 @@ def run_dag():
     parses the JSON line it prints: dag run id, states, XComs.
     """
 
-    def _start(dag_id: str, conf: dict, env: dict | None = None) -> subprocess.Popen:
-        argv = [sys.executable, str(Path(__file__).with_name("run_dag.py")), dag_id, json.dumps(conf)]
+    def _start(dag_id: str, conf: dict, env: dict | None = None, logical_date: str | None = None) -> subprocess.Popen:
+        argv = [sys.executable, str(Path(__file__).with_name("run_dag.py")), dag_id, json.dumps(conf),
+                *([logical_date] if logical_date else [])]
         return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 env={**os.environ, **(env or {})}, start_new_session=True)
 
