@@ -212,10 +212,13 @@ def _launch(job: Job, params: dict[str, str], receipt: str | None) -> int:
 
 
 def run_all(schedule: Schedule) -> int:
+    # Every model once; sweeps (entry point `sweep`: many trainings) run on their own schedule
+    # or with `run <job>`, not in `make run`.
+    trainings = [job for job in schedule.existing() if job.entry_point != "sweep"]
     # Data first: without it every job would build its environment (minutes) and then fail.
-    check_data([(job, child_env(job)) for job in schedule.existing()])
+    check_data([(job, child_env(job)) for job in trainings])
     failed = []
-    for job in schedule.existing():
+    for job in trainings:
         print(f"[jobs] === {job.name} ===", flush=True)
         rc = launch(job)
         if rc == EXIT_TERMINATED:
@@ -225,6 +228,9 @@ def run_all(schedule: Schedule) -> int:
     skipped = [j.name for j in schedule.jobs.values() if not j.exists]
     if skipped:
         print(f"[jobs] skipped (project not present): {', '.join(skipped)}", flush=True)
+    sweeps = [j.name for j in schedule.existing() if j.entry_point == "sweep"]
+    if sweeps:
+        print(f"[jobs] not run here (sweeps: `python -m mlrecipes.jobs run <job>`): {', '.join(sweeps)}", flush=True)
     jobs = schedule.existing()
     if jobs:
         env = child_env(jobs[0])

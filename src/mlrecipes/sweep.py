@@ -1,6 +1,7 @@
 """Hyperparameter sweeps: an Optuna search as one parent run with a nested recipe run per trial.
 
     mlflow run projects/lightgbm -e sweep -P sweep=default -P trials=30 [-P data=... -P overrides=...]
+    mlflow run projects/lightgbm -e sweep -P sweep=/abs/path/my_space.yaml   # a search space of one's own
     (the entry point runs: python -m mlrecipes.sweep train.py --sweep default --trials 30 ...)
 
 The search space is config: `projects/<name>/conf/sweep/<sweep>.yaml`, a `params` mapping of config
@@ -115,8 +116,9 @@ def parse_space(params, base_cfg) -> list[Param]:
         if not override.is_sweep_override():
             out.append(Param(key, add, str(expression), None, override.get_value_element_as_str()))
             continue
-        out.append(Param(key, add, str(expression), _distribution(key, value, override,
-                                                                  ChoiceSweep, IntervalSweep, RangeSweep)))
+        text = _expression_text(expression)
+        out.append(Param(key, add, text, _distribution(key, text, value, override, ChoiceSweep, IntervalSweep,
+                                                        RangeSweep)))
     return out
 
 
@@ -134,7 +136,7 @@ def _has_key(cfg, key: str) -> bool:
     return parent is not None and OmegaConf.is_dict(parent) and leaf in parent
 
 
-def _distribution(key, value, override, ChoiceSweep, IntervalSweep, RangeSweep):
+def _distribution(key, text, value, override, ChoiceSweep, IntervalSweep, RangeSweep):
     import optuna.distributions as d
 
     if isinstance(value, ChoiceSweep) or (isinstance(value, RangeSweep) and value.shuffle):
@@ -148,7 +150,7 @@ def _distribution(key, value, override, ChoiceSweep, IntervalSweep, RangeSweep):
     if isinstance(value, RangeSweep):
         items = list(override.sweep_iterator())
         if not items:
-            raise UserError(f"sweep parameter {key}: {override.get_value_element_as_str()} is an empty range")
+            raise UserError(f"sweep parameter {key}: {text} is an empty range")
         step = value.step
         if any(isinstance(x, float) for x in (value.start, value.stop, step)):
             return d.FloatDistribution(float(items[0]), float(items[-1]), step=float(step)) if len(items) > 1 \
@@ -165,7 +167,7 @@ def _distribution(key, value, override, ChoiceSweep, IntervalSweep, RangeSweep):
         if isinstance(start, int) and isinstance(end, int):  # int(interval(a, b))
             return d.IntDistribution(start, end, log=log)
         return d.FloatDistribution(float(start), float(end), log=log)
-    raise UserError(f"sweep parameter {key}: unsupported sweep {override.get_value_element_as_str()}")
+    raise UserError(f"sweep parameter {key}: unsupported sweep {text}")
 
 
 def suggest(trial, p: Param):
@@ -481,11 +483,22 @@ class Sweep:
         opts, rest = parse_args(argv)
         name = opts.get("sweep") or "default"
         self.overrides = config.parse_argv(rest)
-        full = config.compose(self.project_dir, [*self.overrides, f"+sweep={name}"])
-        sweep_cfg = full.sweep
-        base = OmegaConf.create(OmegaConf.to_container(full, resolve=True))
-        with open_dict(base):
-            del base["sweep"]
+        if name.endswith((".yaml", ".yml")) or "/" in name:  # a search space of one's own: a YAML file
+            path = Path(name).expanduser()
+            if not path.is_file():
+                raise UserError(f"sweep file not found: {path}")
+            try:
+                sweep_cfg = OmegaConf.load(path)
+            except Exception as exc:
+                raise UserError(f"cannot read sweep file {path}: {one_line(exc)}") from None
+            base = config.compose(self.project_dir, self.overrides)
+            name = path.stem
+        else:
+            full = config.compose(self.project_dir, [*self.overrides, f"+sweep={name}"])
+            sweep_cfg = full.sweep
+            base = OmegaConf.create(OmegaConf.to_container(full, resolve=True))
+            with open_dict(base):
+                del base["sweep"]
         self.base = base
         self.settings = s = settings(name, sweep_cfg, base, opts)
         registry.Gate.of(base.gate)  # a gate that cannot be applied fails now, not after the last trial
