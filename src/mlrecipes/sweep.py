@@ -546,7 +546,9 @@ class Sweep:
         import optuna
 
         s = self.settings
-        optuna.logging.get_logger("optuna").addFilter(_QuietFailures())
+        optuna.logging.get_logger("optuna")  # sets up optuna's handler
+        for handler in logging.getLogger("optuna").handlers:  # a logger's filter misses its children's records
+            handler.addFilter(_QuietFailures())
         sqlite = s.storage.startswith("sqlite:///")
         if sqlite:
             Path(s.storage[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
@@ -632,7 +634,9 @@ class Sweep:
         trial.set_user_attr("mlflow_run_id", child_id)
         tags = {"mlrecipes.sweep.role": "trial", "mlrecipes.sweep.trial": str(trial.number),
                 "mlrecipes.sweep.parent": self.run_id, "mlrecipes.sweep.study": s.study,
-                "mlrecipes.sweep.name": s.name}
+                "mlrecipes.sweep.name": s.name,
+                "mlflow.runName": f"{self.base.project}-{self.base.variant}-trial-{trial.number}"}
+        mlflow.set_tags({**tags, "mlrecipes.sweep.state": "running"})  # visible in the UI while it trains
         print(f"[sweep] trial {trial.number}: {', '.join(f'{k}={v}' for k, v in values.items())} (run {child_id})",
               flush=True)
         status, state, error = "FAILED", "failed", ""
@@ -648,7 +652,6 @@ class Sweep:
                 outcome = recipe.steps(cfg, self.fit, ds=self._data[key], register=False)
             finally:
                 _current.trial = None
-            mlflow.set_tags({**tags, "mlflow.runName": f"{cfg.project}-{cfg.variant}-trial-{trial.number}"})
             value = outcome.metrics.get(s.objective)
             if value is None or not math.isfinite(value):
                 raise UserError(f"objective {s.objective} is {value} in this trial")
@@ -675,7 +678,7 @@ class Sweep:
             self._note_failure(trial, error, user=False)
             raise TrialFailed(f"{type(exc).__name__}: {one_line(exc)}") from None
         finally:
-            mlflow.set_tags({**tags, "mlrecipes.sweep.state": state})
+            mlflow.set_tags({**tags, "mlrecipes.sweep.state": state})  # runName again: the recipe set its own
             if status == "FAILED":
                 mlflow.set_tags({"mlrecipes.error": one_line(error)[:1000]})
             mlflow.end_run(status)

@@ -143,9 +143,8 @@ def test_killed_sweep_resumes_without_repeating_a_trial(tracking_uri, tmp_path):
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO,
                             start_new_session=True)
     try:
-        while True:
-            done = [r for r in all_runs(client) if r.data.tags.get("mlrecipes.sweep.state") == "complete"]
-            if len(done) >= 2:
+        while True:  # trial 2 started: trials 0 and 1 are finished and told to the study
+            if any(r.data.tags.get("mlrecipes.sweep.trial") == "2" for r in all_runs(client)):
                 break
             assert proc.poll() is None, proc.stdout.read()[-4000:]
             time.sleep(0.5)
@@ -171,9 +170,10 @@ def test_killed_sweep_resumes_without_repeating_a_trial(tracking_uri, tmp_path):
     assert len(complete) == 4
     assert len({t.number for t in trials}) == len(trials)  # no trial number twice
     assert len({tuple(sorted(t.params.items())) for t in complete}) == 4  # no parameter set twice
-    # two children under the killed parent (plus the interrupted one, if it had started), two under the new one
-    assert len([k for k in children(first.info.run_id) if k.info.status == "FINISHED"]) == 2
-    assert [k.info.status for k in children(second.info.run_id)] == ["FINISHED", "FINISHED"]
+    # under the killed parent: trials 0 and 1 finished, trial 2 interrupted (KILLED, not counted)
+    assert [(k.info.status, k.data.tags["mlrecipes.sweep.state"]) for k in children(first.info.run_id)] == [
+        ("FINISHED", "complete"), ("FINISHED", "complete"), ("KILLED", "interrupted")]
+    assert [k.data.tags["mlrecipes.sweep.trial"] for k in children(second.info.run_id)] == ["3", "4"]
     (version,) = registered_versions(tracking_uri, "mnist-lightgbm")
     best = min(complete, key=lambda t: t.value)
     assert version.run_id == best.user_attrs["mlflow_run_id"]
