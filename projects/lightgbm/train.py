@@ -4,7 +4,7 @@ import lightgbm as lgb
 import mlflow
 from omegaconf import OmegaConf
 
-from mlrecipes import recipe
+from mlrecipes import recipe, sweep
 from mlrecipes.data import tabular
 from mlrecipes.errors import UserError, require
 
@@ -40,6 +40,7 @@ def fit(cfg, ds) -> recipe.Trained:
             callbacks=[
                 lgb.early_stopping(int(m.early_stopping_rounds), first_metric_only=True, verbose=True),
                 lgb.log_evaluation(int(m.log_every)),
+                *sweep.pruning_callbacks("lightgbm"),  # inside a sweep only: report rounds, prune
             ],
         )
     except lgb.basic.LightGBMError as exc:  # bad params surface here, e.g. num_leaves=1

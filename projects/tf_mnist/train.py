@@ -14,7 +14,7 @@ import keras  # noqa: E402
 import mlflow  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from mlrecipes import recipe  # noqa: E402
+from mlrecipes import recipe, sweep  # noqa: E402
 from mlrecipes.data import flat_float  # noqa: E402
 from mlrecipes.errors import UserError, require  # noqa: E402
 
@@ -103,7 +103,7 @@ def fit(cfg, ds) -> recipe.Trained:
         validation_data=(X_val, ds.y_val),
         epochs=epochs,
         batch_size=batch_size,
-        callbacks=[EpochMetrics()],
+        callbacks=[EpochMetrics(), *sweep.pruning_callbacks("keras")],  # pruning: inside a sweep only
         verbose=1 if sys.stdout.isatty() else 2,  # progress bar on a terminal, a line per epoch in logs
     )
     # MLflow predicts on the input example when logging the model; keep Keras' bars out of it.

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms import v2
 
-from mlrecipes import recipe
+from mlrecipes import recipe, sweep
 from mlrecipes.data import flat_float
 from mlrecipes.errors import require
 
@@ -103,6 +103,7 @@ def fit(cfg, ds) -> recipe.Trained:
     print(f"{tag} {sum(p.numel() for p in net.parameters()):,} parameters on {device}, "
           f"{epochs} epochs x {steps} steps of {batch}", flush=True)
 
+    prune = sweep.pruning_callbacks("pytorch")  # inside a sweep only: report epochs, prune
     started = time.perf_counter()
     for epoch in range(1, epochs + 1):
         net.train()
@@ -136,6 +137,8 @@ def fit(cfg, ds) -> recipe.Trained:
               f"train loss {metrics['train_loss']:.4f} acc {metrics['train_accuracy']:.4f} | "
               f"validation loss {val_loss:.4f} acc {val_accuracy:.4f} | "
               f"{time.perf_counter() - started:.1f}s", flush=True)
+        for report in prune:
+            report(epoch, val_loss)
 
     model = models.Probabilities(net).eval()
 

@@ -4,7 +4,7 @@ import mlflow
 import xgboost as xgb
 from omegaconf import OmegaConf
 
-from mlrecipes import recipe
+from mlrecipes import recipe, sweep
 from mlrecipes.data import tabular
 from mlrecipes.errors import UserError, require
 
@@ -47,6 +47,7 @@ def fit(cfg, ds) -> recipe.Trained:
             evals=[(dtrain, "train"), (dval, "validation")],
             early_stopping_rounds=int(m.early_stopping_rounds),
             verbose_eval=int(m.verbose_eval),
+            callbacks=sweep.pruning_callbacks("xgboost"),  # inside a sweep only: report rounds, prune
         )
     except xgb.core.XGBoostError as exc:  # bad params surface here, e.g. max_depth=-1
         raise UserError(f"xgboost rejected the parameters: {str(exc).splitlines()[0]}") from None

@@ -212,8 +212,9 @@ def _launch(job: Job, params: dict[str, str], receipt: str | None) -> int:
 
 
 def run_all(schedule: Schedule) -> int:
-    # Trainings only: a scoring job (entry point predict) needs a champion and its input table.
-    jobs = [job for job in schedule.existing() if job.entry_point != "predict"]
+    # Every model once: trainings only. Scoring jobs (entry point predict) need a champion and
+    # their input table; sweeps (many trainings) run on their own schedule or with `run <job>`.
+    jobs = [job for job in schedule.existing() if job.entry_point == "main"]
     # Data first: without it every job would build its environment (minutes) and then fail.
     check_data([(job, child_env(job)) for job in jobs])
     failed = []
@@ -227,6 +228,10 @@ def run_all(schedule: Schedule) -> int:
     skipped = [j.name for j in schedule.jobs.values() if not j.exists]
     if skipped:
         print(f"[jobs] skipped (project not present): {', '.join(skipped)}", flush=True)
+    others = [j.name for j in schedule.existing() if j.entry_point != "main"]
+    if others:
+        print(f"[jobs] not run here (scoring, sweeps: `python -m mlrecipes.jobs run <job>`): {', '.join(others)}",
+              flush=True)
     if jobs:
         env = child_env(jobs[0])
         subprocess.run([sys.executable, "-m", "mlrecipes.leaderboard", "--tracking-uri", env["MLFLOW_TRACKING_URI"]],

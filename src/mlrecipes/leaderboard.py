@@ -9,7 +9,7 @@ import argparse
 import sys
 
 COLUMNS = ("model", "row", "framework", "variant", "metric", "value", "train_s", "peak_mb",
-           "version", "alias", "run_id")
+           "version", "alias", "run_id", "from")
 ALIAS = "champion"
 
 
@@ -54,6 +54,7 @@ def rows(client) -> tuple[list[dict], list[str]]:
                 # search_model_versions leaves aliases out: ask for the version itself
                 "alias": ",".join(client.get_model_version(model.name, version.version).aliases or []) or "-",
                 "run_id": version.run_id,
+                "from": origin(t),
             })
         if history:
             last = history[0]
@@ -62,6 +63,12 @@ def rows(client) -> tuple[list[dict], list[str]]:
             moves.append(f"{model.name}: @{ALIAS} -> version {last['version']} ({source}) at {last['at']} "
                          f"by {last['by']}, {last['action']}{forced}: {last['reason']}")
     return out, moves
+
+
+def origin(tags: dict) -> str:
+    """Where a version's run came from: `sweep <parent run> trial <n>` for a swept model, else `-`."""
+    trial, parent = tags.get("mlrecipes.sweep.trial"), tags.get("mlrecipes.sweep.parent")
+    return f"sweep {parent[:8]} trial {trial}" if trial is not None and parent else "-"
 
 
 def render(table: list[dict], moves: list[str] | None = None) -> str:

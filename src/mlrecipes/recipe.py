@@ -106,64 +106,35 @@ def main(project_file: str, fit: Callable, argv: list[str] | None = None) -> Non
     sys.exit(run(Path(project_file).resolve().parent, fit, sys.argv[1:] if argv is None else argv))
 
 
+@dataclass
+class Outcome:
+    """What the recipe's steps leave behind in their run: every evaluation metric and the model."""
+
+    run_id: str
+    metrics: dict[str, float]  # validation_* (what a sweep optimises) and test_* (what the gate judges)
+    model_uri: str
+    registered: dict | None  # register_and_gate's answer; None when registration was skipped
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM/SIGINT raise Terminated, so the active run(s) can be closed KILLED."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _on_signal)
+
+
 def run(project_dir: Path, fit: Callable, argv: list[str]) -> int:
     import mlflow
 
-    from mlrecipes import config, data, evaluate, registry, tracking
+    from mlrecipes import config
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, _on_signal)
+    install_signal_handlers()
     # Attaches to the run `mlflow run` created (MLFLOW_RUN_ID), or starts one when called directly.
     # System metrics (CPU, memory over time) show how close a run came to the worker's limits.
     mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
     active = mlflow.start_run(log_system_metrics=True)
     run_id = active.info.run_id
     try:
-        cfg = config.compose(project_dir, config.parse_argv(argv))
-        tracking.set_tags(cfg)
-        tracking.log_config(cfg)
-        task = str(cfg.get("task") or "classification")
-
-        ingest_started = time.perf_counter()
-        ds = data.load(cfg.data, task)
-        mlflow.log_metric("ingest_seconds", time.perf_counter() - ingest_started)  # read + type + split
-        tracking.log_dataset(ds)
-        print(
-            f"[{cfg.project}:{cfg.variant}] data {ds.name}: {len(ds.y_train)} train, "
-            f"{len(ds.y_val)} validation, {len(ds.y_test)} test rows",
-            flush=True,
-        )
-
-        started, cpu_started = time.perf_counter(), time.process_time()
-        trained = fit(cfg, ds)
-        train_seconds = time.perf_counter() - started
-        # CPU seconds beside wall seconds: comparable between runs on a shared worker.
-        mlflow.log_metrics({"train_seconds": train_seconds, "train_cpu_seconds": time.process_time() - cpu_started})
-
-        # The final model on the validation rows (val_accuracy, val_rmse, ...): what a sweep optimises
-        # and compares trials by, never the test set. `val_`, not `validation_`: the projects' own
-        # per-epoch / per-round curves use that prefix, and these are one value each.
-        val_pred = np.asarray(trained.predict(trained.prepare(ds.X_val)))
-        mlflow.log_metrics(evaluate.scores(task, ds.y_val, val_pred, ds.num_classes, "val"))
-        X_test = trained.prepare(ds.X_test)
-        pred = np.asarray(trained.predict(X_test))
-        results = evaluate.evaluate(task, ds.y_test, pred, ds.class_names)
-        mlflow.flush_async_logging()  # autolog may still be writing per-iteration metrics
-        evaluate.log_training_curves(run_id)
-
-        info = trained.log_model(
-            name="model",
-            **model_example(ds, X_test, pred),
-            pip_requirements=pinned_requirements("mlflow", *trained.requirements),
-        )
-        mlflow.log_metric("peak_rss_mb", peak_rss_mb())
-        registry.register_and_gate(info.model_uri, cfg.registry.model_name, run_id, results, cfg.gate)
-        headline = ", ".join(f"{k} {v:.4f}" for k, v in results.items() if k in ("test_accuracy", "test_rmse"))
-        print(
-            f"[{cfg.project}:{cfg.variant}] {headline}, "
-            f"train {train_seconds:.1f}s, peak RSS {peak_rss_mb():.0f} MB, run {run_id}",
-            flush=True,
-        )
+        steps(config.compose(project_dir, config.parse_argv(argv)), fit)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return _end(mlflow, "FAILED", EXIT_USER_ERROR, str(exc))
@@ -174,6 +145,69 @@ def run(project_dir: Path, fit: Callable, argv: list[str]) -> int:
         traceback.print_exc()
         return _end(mlflow, "FAILED", 1, f"{type(exc).__name__}: {exc}")
     return _end(mlflow, "FINISHED", 0)
+
+
+def steps(cfg, fit: Callable, ds=None, register: bool = True) -> Outcome:
+    """ingest → split → train → evaluate → log model → register + gate, in the active run.
+
+    The caller owns the run (starts it, ends it, decides its status): `run` for one training,
+    `mlrecipes.sweep` for each trial, as a nested run under the sweep's. `ds`: data already
+    loaded for this config (a sweep reads it once); `register=False`: log the model only.
+    """
+    import mlflow
+
+    from mlrecipes import data, evaluate, registry, tracking
+
+    run_id = mlflow.active_run().info.run_id
+    tracking.set_tags(cfg)
+    tracking.log_config(cfg)
+    task = str(cfg.get("task") or "classification")
+
+    if ds is None:
+        ingest_started = time.perf_counter()
+        ds = data.load(cfg.data, task)
+        mlflow.log_metric("ingest_seconds", time.perf_counter() - ingest_started)  # read + type + split
+    tracking.log_dataset(ds)
+    print(
+        f"[{cfg.project}:{cfg.variant}] data {ds.name}: {len(ds.y_train)} train, "
+        f"{len(ds.y_val)} validation, {len(ds.y_test)} test rows",
+        flush=True,
+    )
+
+    started, cpu_started = time.perf_counter(), time.process_time()
+    trained = fit(cfg, ds)
+    train_seconds = time.perf_counter() - started
+    # CPU seconds beside wall seconds: comparable between runs on a shared worker.
+    mlflow.log_metrics({"train_seconds": train_seconds, "train_cpu_seconds": time.process_time() - cpu_started})
+
+    # The final model on the validation rows (val_accuracy, val_rmse, ...): what a sweep optimises
+    # and compares trials by, never the test set. `val_`, not `validation_`: the projects' own
+    # per-epoch / per-round curves use that prefix, and these are one value each.
+    val_pred = np.asarray(trained.predict(trained.prepare(ds.X_val)))
+    validation = evaluate.scores(task, ds.y_val, val_pred, ds.num_classes, "val")
+    mlflow.log_metrics(validation)
+    X_test = trained.prepare(ds.X_test)
+    pred = np.asarray(trained.predict(X_test))
+    results = evaluate.evaluate(task, ds.y_test, pred, ds.class_names)
+    mlflow.flush_async_logging()  # autolog may still be writing per-iteration metrics
+    evaluate.log_training_curves(run_id)
+
+    info = trained.log_model(
+        name="model",
+        **model_example(ds, X_test, pred),
+        pip_requirements=pinned_requirements("mlflow", *trained.requirements),
+    )
+    mlflow.log_metric("peak_rss_mb", peak_rss_mb())
+    registered = None
+    if register:
+        registered = registry.register_and_gate(info.model_uri, cfg.registry.model_name, run_id, results, cfg.gate)
+    headline = ", ".join(f"{k} {v:.4f}" for k, v in results.items() if k in ("test_accuracy", "test_rmse"))
+    print(
+        f"[{cfg.project}:{cfg.variant}] {headline}, "
+        f"train {train_seconds:.1f}s, peak RSS {peak_rss_mb():.0f} MB, run {run_id}",
+        flush=True,
+    )
+    return Outcome(run_id, {**validation, **results}, info.model_uri, registered)
 
 
 def _end(mlflow, status: str, exit_code: int, error: str | None = None) -> int:

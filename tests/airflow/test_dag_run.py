@@ -113,3 +113,31 @@ def test_promote_false_from_the_form_registers_without_moving_the_champion(airfl
     assert new.run_id == run.info.run_id and new.tags["gate.passed"] == "true"
     assert str(client.get_model_version_by_alias("mnist-xgboost", "champion").version) == "1"
     assert [m["version"] for m in registry.history(client, "mnist-xgboost")] == ["1"]
+
+
+def test_weekly_lightgbm_sweep_dag_runs_trials_and_registers_the_best(airflow_db, run_dag, tracking_uri):
+    # The example sweep job of conf/schedule.yaml, with the trigger form's trials and budget.
+    conf = {"trials": 2, "budget_minutes": 30, "limit": 300,
+            "overrides": "model.num_boost_round=5 gate.threshold=0.1"}
+    proc = run_dag("mlrecipes_lightgbm_sweep", conf, env={"MLRECIPES_DATA_DIR": str(FIXTURE_DATA)})
+    out, _ = proc.communicate(timeout=1800)
+    assert proc.returncode == 0, out[-4000:]
+    result = run_dag.result(out)
+    assert result["state"] == "success" and result["tasks"] == {"mlflow_run": "success"}
+
+    runs = _runs(tracking_uri)
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert parent.info.status == "FINISHED" and parent.data.tags["mlrecipes.job"] == "lightgbm_sweep"
+    assert parent.data.params["trials"] == "2" and parent.data.params["budget_minutes"] == "30"
+    assert parent.data.params["sweep.timeout_minutes"] == "30.0"
+    # the study is named after the DAG run: an Airflow retry resumes it, next week's run starts afresh
+    assert parent.data.tags["mlrecipes.sweep.study"].endswith(result["dag_run_id"])
+    assert len(trials) == 2 and all(t.info.status == "FINISHED" for t in trials)
+    assert all(t.data.tags["airflow.dag_run_id"] == result["dag_run_id"] for t in trials)
+    assert result["xcom"]["mlflow_run_id"] == parent.info.run_id
+
+    import mlflow
+
+    (version,) = mlflow.MlflowClient(tracking_uri).search_model_versions("name='mnist-lightgbm'")
+    assert version.run_id == parent.data.tags["mlrecipes.sweep.best_run_id"]
