@@ -691,8 +691,7 @@ def _in_thread(signals: _Signals, write, *args) -> None:
 
     Python runs signal handlers in the main thread only, and not while it waits inside native
     code: a writer called from the main thread would notice a SIGTERM only after writing
-    everything. Here the main thread waits in short joins, so the handler runs at once; the
-    batch generator then stops the writer at its next batch."""
+    everything. Here the main thread waits in short joins, so the handler runs at once."""
     import threading
 
     failure: list[BaseException] = []
@@ -703,15 +702,17 @@ def _in_thread(signals: _Signals, write, *args) -> None:
         except BaseException as exc:  # noqa: BLE001  (handed to the main thread)
             failure.append(exc)
 
-    thread = threading.Thread(target=target, name="scoring-writer", daemon=True)
-    thread.start()
-    terminated = False
-    while thread.is_alive():
-        try:
-            thread.join(0.2)
-        except Terminated:
-            terminated = True  # the writer stops at its next batch; wait for it to let go of the files
-    if terminated or signals.received:
+    # Held: a signal is only recorded, so this thread never leaves while the writer still writes;
+    # the batch generator sees it and stops the writer at its next batch.
+    signals.held = True
+    try:
+        thread = threading.Thread(target=target, name="scoring-writer", daemon=True)
+        thread.start()
+        while thread.is_alive():
+            thread.join(0.2)  # returns to Python often enough for the handler to run
+    finally:
+        signals.held = False
+    if signals.received:
         raise Terminated()
     if failure:
         raise failure[0]
