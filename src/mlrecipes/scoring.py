@@ -499,11 +499,6 @@ class DeltaOutput:
 # ---------------------------------------------------------------- the run
 
 
-def parse_argv(argv: list[str]) -> list[str]:
-    """The same words as training: `key=value` overrides plus `--overrides "a=1 b=2"`."""
-    return config.parse_argv(argv)
-
-
 def main(argv: list[str] | None = None) -> None:
     sys.stdout.reconfigure(line_buffering=True)
     sys.exit(run(Path.cwd(), sys.argv[1:] if argv is None else argv))
@@ -519,7 +514,8 @@ def run(project_dir: Path, argv: list[str]) -> int:
     try:
         if attached:
             active = mlflow.start_run()
-        cfg = config.compose(project_dir, [*parse_argv(argv), "+scoring=default"], optional=("data.target",))
+        # The same words as training (key=value, --overrides "a=1 b=2") plus the scoring group.
+        cfg = config.compose(project_dir, [*config.parse_argv(argv), "+scoring=default"], optional=("data.target",))
         if not attached:
             mlflow.set_experiment(str(cfg.scoring.experiment))
             active = mlflow.start_run()
