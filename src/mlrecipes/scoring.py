@@ -499,11 +499,6 @@ class DeltaOutput:
 # ---------------------------------------------------------------- the run
 
 
-def parse_argv(argv: list[str]) -> list[str]:
-    """The same words as training: `key=value` overrides plus `--overrides "a=1 b=2"`."""
-    return config.parse_argv(argv)
-
-
 def main(argv: list[str] | None = None) -> None:
     sys.stdout.reconfigure(line_buffering=True)
     sys.exit(run(Path.cwd(), sys.argv[1:] if argv is None else argv))
@@ -519,7 +514,8 @@ def run(project_dir: Path, argv: list[str]) -> int:
     try:
         if attached:
             active = mlflow.start_run()
-        cfg = config.compose(project_dir, [*parse_argv(argv), "+scoring=default"], optional=("data.target",))
+        # The same words as training (key=value, --overrides "a=1 b=2") plus the scoring group.
+        cfg = config.compose(project_dir, [*config.parse_argv(argv), "+scoring=default"], optional=("data.target",))
         if not attached:
             mlflow.set_experiment(str(cfg.scoring.experiment))
             active = mlflow.start_run()
@@ -691,8 +687,7 @@ def _in_thread(signals: _Signals, write, *args) -> None:
 
     Python runs signal handlers in the main thread only, and not while it waits inside native
     code: a writer called from the main thread would notice a SIGTERM only after writing
-    everything. Here the main thread waits in short joins, so the handler runs at once; the
-    batch generator then stops the writer at its next batch."""
+    everything. Here the main thread waits in short joins, so the handler runs at once."""
     import threading
 
     failure: list[BaseException] = []
@@ -703,15 +698,17 @@ def _in_thread(signals: _Signals, write, *args) -> None:
         except BaseException as exc:  # noqa: BLE001  (handed to the main thread)
             failure.append(exc)
 
-    thread = threading.Thread(target=target, name="scoring-writer", daemon=True)
-    thread.start()
-    terminated = False
-    while thread.is_alive():
-        try:
-            thread.join(0.2)
-        except Terminated:
-            terminated = True  # the writer stops at its next batch; wait for it to let go of the files
-    if terminated or signals.received:
+    # Held: a signal is only recorded, so this thread never leaves while the writer still writes;
+    # the batch generator sees it and stops the writer at its next batch.
+    signals.held = True
+    try:
+        thread = threading.Thread(target=target, name="scoring-writer", daemon=True)
+        thread.start()
+        while thread.is_alive():
+            thread.join(0.2)  # returns to Python often enough for the handler to run
+    finally:
+        signals.held = False
+    if signals.received:
         raise Terminated()
     if failure:
         raise failure[0]
