@@ -15,7 +15,10 @@ CREATE ROLE airflow LOGIN PASSWORD :'airflow_password';
 CREATE DATABASE airflow OWNER airflow;
 CREATE ROLE mlflow LOGIN PASSWORD :'mlflow_password';
 CREATE DATABASE mlflow OWNER mlflow;
+-- MLflow's users and permissions (basic-auth), apart from the runs.
+CREATE DATABASE mlflow_auth OWNER mlflow;
 -- Only each owner may connect to its database.
 REVOKE ALL ON DATABASE airflow FROM PUBLIC;
 REVOKE ALL ON DATABASE mlflow FROM PUBLIC;
+REVOKE ALL ON DATABASE mlflow_auth FROM PUBLIC;
 SQL

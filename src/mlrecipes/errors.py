@@ -36,3 +36,46 @@ def store_see(text: str) -> str:
     """The guide's section for a failure to use the tracking store, picked from its message."""
     locked = "database is locked" in text or "_alembic_tmp" in text
     return see("sqlite-database-is-locked") if locked else see("the-tracking-server-is-unreachable")
+
+
+# ---------------------------------------------------------------- the tracking server's answers
+#
+# MLflow's REST client raises MlflowException for all of these; the launcher and the recipe turn
+# them into one line. Told apart by what MLflow puts in the exception (no mlflow import here).
+
+_UNREACHABLE = ("Max retries exceeded", "Connection refused", "failed with exception",
+                "failed with timeout exception", "Connection aborted", "RemoteDisconnected")
+
+
+def tracking_failure(exc: BaseException, uri: str, username: str | None) -> tuple[str, int] | None:
+    """(one-line message, exit code) when `exc` says the tracking server refused the login,
+    denied a permission or could not be reached; None for any other error.
+
+    Login and permission problems are user errors (exit 2: a retry cannot help); an unreachable
+    server exits 1, so Airflow retries once the server is back.
+    """
+    text = str(getattr(exc, "message", exc))
+    code = str(getattr(exc, "error_code", ""))
+    if "error code 401" in text or code == "UNAUTHENTICATED":
+        if not username:
+            return (f"the tracking server {uri} asks for a login: set MLFLOW_TRACKING_USERNAME and "
+                    f"MLFLOW_TRACKING_PASSWORD{see('the-tracking-server-asks-for-a-login')}", EXIT_USER_ERROR)
+        return (f"the tracking server {uri} rejected the login of user {username!r}: check "
+                f"MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+                f"{see('the-tracking-server-asks-for-a-login')}", EXIT_USER_ERROR)
+    if "error code 403" in text or code == "PERMISSION_DENIED":
+        return (f"the tracking server {uri} denied user {username!r} a permission: {one_line(text)[:200]}"
+                f"{see('the-tracking-server-denies-a-permission')}", EXIT_USER_ERROR)
+    if any(marker in text for marker in _UNREACHABLE):
+        return (f"the tracking server {uri} did not answer within the retry budget "
+                f"(MLFLOW_HTTP_REQUEST_MAX_RETRIES / _BACKOFF_FACTOR): {_reason(text)}"
+                f"{see('the-tracking-server-is-unreachable')}", 1)
+    return None
+
+
+def _reason(text: str) -> str:
+    """The innermost cause of a requests/urllib3 failure, e.g. 'Connection refused'."""
+    for marker in ("Connection refused", "Read timed out", "RemoteDisconnected", "Connection aborted"):
+        if marker in text:
+            return marker
+    return one_line(text)[:200]

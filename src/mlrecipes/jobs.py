@@ -36,7 +36,7 @@ from pathlib import Path
 
 from mlrecipes.airflow_context import airflow_tags
 from mlrecipes.envs import env_dir_for, is_marked, prepare_env
-from mlrecipes.errors import EXIT_TERMINATED, EXIT_USER_ERROR, UserError, one_line, see
+from mlrecipes.errors import EXIT_TERMINATED, EXIT_USER_ERROR, UserError, one_line, see, tracking_failure
 from mlrecipes.preflight import absolute_data_dir, absolute_tracking_uri, check_data
 from mlrecipes.schedule import REPO_ROOT, Job, Schedule, check_params, load_schedule, memory_limit
 from mlrecipes.store import store_init_lock
@@ -48,6 +48,7 @@ from mlrecipes.supervise import (
     parse_duration,
     project_exit_status,
     reap,
+    reap_superseded,
     signal_name,
 )
 
@@ -138,19 +139,28 @@ def _launch(job: Job, params: dict[str, str], receipt: str | None) -> int:
 
     uri = os.environ["MLFLOW_TRACKING_URI"]  # child_env's: absolute
     mlflow.set_tracking_uri(uri)
-    with store_init_lock(uri):  # MLflow 3.17 creates a new SQLite store's tables without a lock
-        client = mlflow.MlflowClient(uri)
-    experiment_id = _experiment_id(client, job.experiment)
-    # Runs of this job lost with their host: older than the job's timeout, Airflow stopped
-    # waiting for them long ago, and a run still building its environment is never that old.
-    reap(client, job.timeout_minutes * 60, [experiment_id], job=job.name)
-    # The run `mlflow run` would create, created here so we own its id (same tags and params).
-    run_id = _create_run(str(job.project_dir), experiment_id, str(job.project_dir), None,
-                         job.entry_point, params).info.run_id
+    try:
+        with store_init_lock(uri):  # MLflow 3.17 creates a new SQLite store's tables without a lock
+            client = mlflow.MlflowClient(uri)
+        experiment_id = _experiment_id(client, job.experiment)
+        # Runs of this job lost with their host: older than the job's timeout, Airflow stopped
+        # waiting for them long ago, and a run still building its environment is never that old.
+        reap(client, job.timeout_minutes * 60, [experiment_id], job=job.name)
+        # A retry of an Airflow task: the earlier tries' runs still RUNNING lost their launcher.
+        reap_superseded(client, experiment_id, airflow_tags())
+        # The run `mlflow run` would create, created here so we own its id (same tags and params).
+        run_id = _create_run(str(job.project_dir), experiment_id, str(job.project_dir), None,
+                             job.entry_point, params).info.run_id
+    except MlflowException as exc:  # no login, no permission, no server: one line, no run created
+        failure = tracking_failure(exc, uri, os.environ.get("MLFLOW_TRACKING_USERNAME"))
+        if failure is None:
+            raise
+        print(f"error: {failure[0]}", file=sys.stderr, flush=True)
+        return failure[1]
     receipt_doc = {"job": job.name, "run_id": run_id, "experiment_id": experiment_id,
                    "url": job.run_url(experiment_id, run_id), "status": "RUNNING"}
     rc = 1
-    memory, exit_status = None, {}
+    memory, exit_status, lost = None, {}, None
     try:
         _write_receipt(receipt, receipt_doc)
         print(f"[jobs] {job.name}: MLflow run {run_id} ({receipt_doc['url']})", flush=True)
@@ -168,47 +178,74 @@ def _launch(job: Job, params: dict[str, str], receipt: str | None) -> int:
                     mlflow.projects.run(**project_run_kwargs(job, params, run_id, experiment_id))
                 except ExecutionException:  # the project failed; train.py said why on stderr
                     rc = 1
-                except MlflowException as exc:  # before the project started, e.g. its environment
+                except MlflowException as exc:  # before the project started (its environment), or
+                    # closing a failed project's run while the tracking server is away
+                    failure = tracking_failure(exc, uri, os.environ.get("MLFLOW_TRACKING_USERNAME"))
                     message = one_line(exc.message)
                     hint = (see("pyenv-or-the-pinned-python-is-missing") if "pyenv" in message.lower()
                             else see("the-environment-build-failed-or-was-interrupted"))
-                    print(f"error: {message}{hint}", file=sys.stderr, flush=True)
+                    if failure is None:
+                        print(f"error: {message}{hint}", file=sys.stderr, flush=True)
+                    lost = failure  # train.py already said so, in its one error line
                     rc = 1
     except Terminated:
         pass
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the bookkeeping below must complete
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        run = client.get_run(run_id)
-        status = run.info.status
-        if rc:  # the recipe records its exit status on the run (2: bad input, a retry cannot help)
-            rc = int(run.data.tags.get("mlrecipes.exit_code", rc))
-        why = None
-        if memory is not None and memory.exceeded:  # more memory than the job may use: not retried
-            rc, why = EXIT_USER_ERROR, (f"memory limit {memory.limit_mb:g} MB exceeded "
-                                        f"(peak {memory.peak_mb:.0f} MB)")
-        elif rc and not children.signaled and death_signal(exit_status.get("returncode")):
-            sig = death_signal(exit_status["returncode"])  # no handler ran: nothing closed the run
-            name = signal_name(sig)
-            rc = 128 + sig  # non-zero and not 2: Airflow retries
-            why = f"killed by {name}" + (", likely out of memory" if sig == signal.SIGKILL else "")
-            why += f"; peak RSS {memory.peak_mb:.0f} MB"
-        if why:  # the tag keeps the plain reason; the line also says where to read more
-            print(f"error: {why}{see('a-task-was-killed-for-memory')}", file=sys.stderr, flush=True)
-            client.log_batch(run_id, tags=[RunTag("mlrecipes.error", why), RunTag("mlrecipes.exit_code", str(rc))])
-            if status != "FAILED":
-                status = "FAILED"
-                client.set_terminated(run_id, status)
-        # RUNNING: the project never got to close it. FAILED after a signal: MLflow closes the
-        # run FAILED as soon as bash dies, racing train.py closing it KILLED; train.py is gone now.
-        if status in ("RUNNING", "SCHEDULED") or (children.signaled and status == "FAILED"):
-            status = "KILLED" if children.signaled else ("FINISHED" if rc == 0 else "FAILED")
-            client.set_terminated(run_id, status)
+        # The tracking server went away past the retry budget: nobody can close the run now (each
+        # call would wait another budget); the reaper ends it FAILED once the server is back.
+        reaping = "; `python -m mlrecipes.jobs reap` (or the job's next launch) ends it FAILED"
+        status = "RUNNING"
+        if lost is not None:
+            print(f"[jobs] {job.name}: tracking server unreachable, MLflow run {run_id} left RUNNING{reaping}",
+                  flush=True)
+        else:
+            try:
+                rc, status = _close(client, run_id, rc, children, memory, exit_status)
+            except MlflowException as exc:
+                failure = tracking_failure(exc, uri, os.environ.get("MLFLOW_TRACKING_USERNAME"))
+                if failure is None:
+                    raise
+                rc = rc or failure[1]
+                print(f"error: {failure[0]}; MLflow run {run_id} left RUNNING{reaping}", file=sys.stderr, flush=True)
         _write_receipt(receipt, {**receipt_doc, "status": status})
         print(f"[jobs] {job.name}: MLflow run {run_id} {status}", flush=True)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
     return EXIT_TERMINATED if children.signaled else rc
+
+
+def _close(client, run_id: str, rc: int, children: Children, memory, exit_status: dict) -> tuple[int, str]:
+    """Reads how the run ended, closes it when the project could not; returns (exit status, run status)."""
+    from mlflow.entities import RunTag
+
+    run = client.get_run(run_id)
+    status = run.info.status
+    if rc:  # the recipe records its exit status on the run (2: bad input, a retry cannot help)
+        rc = int(run.data.tags.get("mlrecipes.exit_code", rc))
+    why = None
+    if memory is not None and memory.exceeded:  # more memory than the job may use: not retried
+        rc, why = EXIT_USER_ERROR, (f"memory limit {memory.limit_mb:g} MB exceeded "
+                                    f"(peak {memory.peak_mb:.0f} MB)")
+    elif rc and not children.signaled and death_signal(exit_status.get("returncode")):
+        sig = death_signal(exit_status["returncode"])  # no handler ran: nothing closed the run
+        name = signal_name(sig)
+        rc = 128 + sig  # non-zero and not 2: Airflow retries
+        why = f"killed by {name}" + (", likely out of memory" if sig == signal.SIGKILL else "")
+        why += f"; peak RSS {memory.peak_mb:.0f} MB"
+    if why:  # the tag keeps the plain reason; the line also says where to read more
+        print(f"error: {why}{see('a-task-was-killed-for-memory')}", file=sys.stderr, flush=True)
+        client.log_batch(run_id, tags=[RunTag("mlrecipes.error", why), RunTag("mlrecipes.exit_code", str(rc))])
+        if status != "FAILED":
+            status = "FAILED"
+            client.set_terminated(run_id, status)
+    # RUNNING: the project never got to close it. FAILED after a signal: MLflow closes the
+    # run FAILED as soon as bash dies, racing train.py closing it KILLED; train.py is gone now.
+    if status in ("RUNNING", "SCHEDULED") or (children.signaled and status == "FAILED"):
+        status = "KILLED" if children.signaled else ("FINISHED" if rc == 0 else "FAILED")
+        client.set_terminated(run_id, status)
+    return rc, status
 
 
 def run_all(schedule: Schedule) -> int:

@@ -6,6 +6,7 @@ including how a run ends on errors and signals, lives here once.
 
 from __future__ import annotations
 
+import os
 import resource
 import signal
 import sys
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlrecipes.errors import EXIT_TERMINATED, EXIT_USER_ERROR, UserError, one_line
+from mlrecipes.errors import EXIT_TERMINATED, EXIT_USER_ERROR, UserError, one_line, tracking_failure
 
 SYSTEM_METRICS_INTERVAL_S = 5
 
@@ -103,7 +104,23 @@ def main(project_file: str, fit: Callable, argv: list[str] | None = None) -> Non
     """Entry point for `train.py`: run the recipe and exit with a meaningful status."""
     # Line-buffered even when piped (Airflow task logs, CI), so progress shows as it happens.
     sys.stdout.reconfigure(line_buffering=True)
-    sys.exit(run(Path(project_file).resolve().parent, fit, sys.argv[1:] if argv is None else argv))
+    rc = run(Path(project_file).resolve().parent, fit, sys.argv[1:] if argv is None else argv)
+    if _tracking_lost:
+        # MLflow's exit handler would try to end the run: another whole retry budget of waiting
+        # for a server that is gone. The run stays RUNNING until the reaper ends it.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    sys.exit(rc)
+
+
+_tracking_lost = False
+
+
+def _tracking_failure(exc: BaseException) -> tuple[str, int] | None:
+    import mlflow
+
+    return tracking_failure(exc, mlflow.get_tracking_uri(), os.environ.get("MLFLOW_TRACKING_USERNAME"))
 
 
 @dataclass
@@ -124,6 +141,7 @@ def install_signal_handlers() -> None:
 
 def run(project_dir: Path, fit: Callable, argv: list[str]) -> int:
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     from mlrecipes import config
 
@@ -131,7 +149,14 @@ def run(project_dir: Path, fit: Callable, argv: list[str]) -> int:
     # Attaches to the run `mlflow run` created (MLFLOW_RUN_ID), or starts one when called directly.
     # System metrics (CPU, memory over time) show how close a run came to the worker's limits.
     mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
-    active = mlflow.start_run(log_system_metrics=True)
+    try:
+        active = mlflow.start_run(log_system_metrics=True)
+    except MlflowException as exc:  # no login, no permission, no server: no run
+        failure = _tracking_failure(exc)
+        if failure is None:
+            raise
+        print(f"error: {failure[0]}", file=sys.stderr, flush=True)
+        return failure[1]
     run_id = active.info.run_id
     try:
         steps(config.compose(project_dir, config.parse_argv(argv)), fit)
@@ -142,8 +167,16 @@ def run(project_dir: Path, fit: Callable, argv: list[str]) -> int:
         print(f"error: run {run_id} terminated", file=sys.stderr, flush=True)
         return _end(mlflow, "KILLED", EXIT_TERMINATED, "terminated by a signal")
     except Exception as exc:
-        traceback.print_exc()
-        return _end(mlflow, "FAILED", 1, f"{type(exc).__name__}: {exc}")
+        failure = _tracking_failure(exc)
+        if failure is None:
+            traceback.print_exc()
+            return _end(mlflow, "FAILED", 1, f"{type(exc).__name__}: {exc}")
+        print(f"error: {failure[0]}", file=sys.stderr, flush=True)
+        if failure[1] != EXIT_USER_ERROR:  # unreachable: nothing can be recorded now
+            global _tracking_lost
+            _tracking_lost = True
+            return failure[1]
+        return _end(mlflow, "FAILED", failure[1], failure[0])
     return _end(mlflow, "FINISHED", 0)
 
 

@@ -269,3 +269,31 @@ def reap(client, max_age_s: float, experiment_ids: list[str] | None = None, job:
             f"no heartbeat since {since}")
         reaped.append(run.info.run_id)
     return reaped
+
+
+def reap_superseded(client, experiment_id: str, context: dict[str, str], say=print) -> list[str]:
+    """End FAILED the RUNNING runs of earlier tries of this Airflow task instance.
+
+    Airflow starts try N only after it gave up on try N-1 (its worker was lost, its heartbeat
+    timed out), so a run of an earlier try that is still RUNNING has no process left to close it:
+    its launcher died with its worker. `context` is the run's `airflow.*` tags (airflow_tags()).
+    """
+    keys = ("airflow.dag_id", "airflow.dag_run_id", "airflow.task_id")
+    current = context.get("airflow.try_number", "")
+    if not current.isdigit() or not all(context.get(k) for k in keys):
+        return []
+    dag_id = context["airflow.dag_id"].replace("'", "")
+    runs = client.search_runs([experiment_id], max_results=1000,
+                              filter_string=f"attributes.status = 'RUNNING' and tags.`airflow.dag_id` = '{dag_id}'")
+    reaped = []
+    for run in runs:
+        tags = run.data.tags
+        earlier = tags.get("airflow.try_number", "")
+        if any(tags.get(k) != context[k] for k in keys) or not earlier.isdigit() or int(earlier) >= int(current):
+            continue
+        why = f"lost: try {earlier} was given up by Airflow, retried as try {current}"
+        client.set_tag(run.info.run_id, "mlrecipes.error", why)
+        client.set_terminated(run.info.run_id, "FAILED")
+        say(f"[jobs] closed run {run.info.run_id} of try {earlier}: {why}")
+        reaped.append(run.info.run_id)
+    return reaped

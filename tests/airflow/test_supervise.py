@@ -107,6 +107,33 @@ def test_reap_ends_stale_running_runs_and_keeps_fresh_ones(tracking_uri):
     assert got[done].info.status == "FINISHED" and "mlrecipes.error" not in got[done].data.tags
 
 
+def test_a_retry_closes_the_runs_its_lost_earlier_tries_left_running(tracking_uri):
+    import mlflow
+
+    from mlrecipes.supervise import reap_superseded
+
+    client = mlflow.MlflowClient(tracking_uri)
+    exp = client.create_experiment("mnist")
+    task = {"airflow.dag_id": "mlrecipes_xgboost", "airflow.dag_run_id": "manual__1", "airflow.task_id": "mlflow_run"}
+
+    def run(try_number: int, **other) -> str:
+        tags = {**task, "airflow.try_number": str(try_number), **other}
+        return client.create_run(exp, tags=tags).info.run_id
+
+    lost = run(1)  # its worker died: still RUNNING
+    killed = run(2)
+    client.set_terminated(killed, "KILLED")
+    other_dag_run = run(1, **{"airflow.dag_run_id": "manual__2"})
+    later = run(4)  # a later try never goes
+    reaped = reap_superseded(client, exp, {**task, "airflow.try_number": "3"}, say=lambda *_: None)
+    assert reaped == [lost]
+    lost_run = client.get_run(lost)
+    assert lost_run.info.status == "FAILED"
+    assert lost_run.data.tags["mlrecipes.error"] == "lost: try 1 was given up by Airflow, retried as try 3"
+    assert [client.get_run(r).info.status for r in (killed, other_dag_run, later)] == ["KILLED", "RUNNING", "RUNNING"]
+    assert reap_superseded(client, exp, {}, say=lambda *_: None) == []  # not under Airflow: nothing
+
+
 # ---------------------------------------------------------------- memory limit, SIGKILL (real launches)
 
 

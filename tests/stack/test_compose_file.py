@@ -29,10 +29,13 @@ SECRETS = [
     "AIRFLOW_JWT_SECRET",
     "AIRFLOW_API_SECRET_KEY",
     "AIRFLOW_ADMIN_PASSWORD",
+    "MLFLOW_ADMIN_PASSWORD",
+    "AIRFLOW_MLFLOW_PASSWORD",
+    "MLFLOW_SECRET_KEY",
 ]
 AIRFLOW_SERVICES = {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
                     "airflow-triggerer", "airflow-worker"}
-ONE_SHOT = {"airflow-init"}
+ONE_SHOT = {"airflow-init", "mlflow-users"}
 
 
 def compose_config(env_file: Path) -> subprocess.CompletedProcess:
@@ -175,13 +178,14 @@ def test_services_wait_for_what_they_need(resolved):
             expected = "service_completed_successfully" if dep in ONE_SHOT else "service_healthy"
             assert how["condition"] == expected, (name, dep, how)
     for name in AIRFLOW_SERVICES:
-        assert {"airflow-init", "postgres", "mlflow"} <= set(services[name]["depends_on"]), name
+        assert {"airflow-init", "postgres", "mlflow", "mlflow-users"} <= set(services[name]["depends_on"]), name
     assert set(services["mlflow"]["depends_on"]) == {"postgres"}
+    assert set(services["mlflow-users"]["depends_on"]) == {"mlflow"}
 
 
 def test_airflow_sees_the_repository_read_only_and_the_stack_profile(resolved):
     services = resolved["config"]["services"]
-    for name in AIRFLOW_SERVICES | ONE_SHOT:
+    for name in AIRFLOW_SERVICES | {"airflow-init"}:
         service = services[name]
         assert f"{REPO}:/opt/mlrecipes:ro" in service["volumes"], name
         assert any(v.startswith("mlflow-envs:") for v in service["volumes"]), name
@@ -235,7 +239,8 @@ def test_images_pin_the_mlflow_the_projects_use():
             for dep in yaml.safe_load(env.read_text())["dependencies"] if dep.startswith("mlflow==")}
     assert len(pins) == 1, pins
     for dockerfile in (REPO / "airflow" / "Dockerfile", REPO / "compose" / "mlflow" / "Dockerfile"):
-        assert re.findall(r"mlflow==[\w.]+", dockerfile.read_text()) == list(pins), dockerfile
+        found = [m.replace("[auth]", "") for m in re.findall(r"mlflow(?:\[auth\])?==[\w.]+", dockerfile.read_text())]
+        assert found == list(pins), dockerfile
 
 
 def test_make_env_never_overwrites(env_file):
@@ -257,3 +262,26 @@ def test_the_docs_name_what_the_file_has(resolved):
     settings = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (REPO / ".env.example").read_text(), re.M))
     for setting in set(re.findall(r"^([A-Z][A-Z0-9_]+)=", doc, re.M)) | set(re.findall(r"`([A-Z][A-Z0-9_]+)`", doc)):
         assert setting in settings or setting.startswith(("MLRECIPES_", "MLFLOW_")), setting
+
+
+def test_mlflow_asks_for_a_login_and_airflow_is_not_its_admin(resolved, env_file):
+    """basic-auth on the server; the admin's password reaches the server and the one-shot user
+    script only; every Airflow service logs in as its own, non-admin MLflow user."""
+    services, values = resolved["config"]["services"], env_values(env_file)
+    mlflow = services["mlflow"]
+    assert "--app-name=basic-auth" in mlflow["command"]
+    assert mlflow["environment"]["MLFLOW_AUTH_ADMIN_PASSWORD"] == values["MLFLOW_ADMIN_PASSWORD"]
+    assert mlflow["environment"]["MLFLOW_FLASK_SERVER_SECRET_KEY"] == values["MLFLOW_SECRET_KEY"]
+    ini = mlflow["environment"]["MLFLOW_AUTH_CONFIG_PATH"]
+    assert f"{REPO}/compose/mlflow/basic_auth.ini:{ini}:ro" in mlflow["volumes"]
+    for name, service in services.items():
+        env = {k: str(v) for k, v in (service.get("environment") or {}).items()}
+        holds_admin = any(values["MLFLOW_ADMIN_PASSWORD"] in v for v in env.values())
+        assert holds_admin == (name in {"mlflow", "mlflow-users"}), name
+    for name in AIRFLOW_SERVICES | {"airflow-init"}:
+        env = services[name]["environment"]
+        assert env["MLFLOW_TRACKING_USERNAME"] == values["AIRFLOW_MLFLOW_USER"] != values["MLFLOW_ADMIN_USER"]
+        assert env["MLFLOW_TRACKING_PASSWORD"] == values["AIRFLOW_MLFLOW_PASSWORD"]
+    users = services["mlflow-users"]["environment"]
+    assert (users["AIRFLOW_MLFLOW_USERNAME"], users["AIRFLOW_MLFLOW_PASSWORD"]) == (
+        values["AIRFLOW_MLFLOW_USER"], values["AIRFLOW_MLFLOW_PASSWORD"])
