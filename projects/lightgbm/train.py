@@ -16,8 +16,19 @@ OBJECTIVES = {
 }
 
 
+def test_curve(curve: recipe.TestCurve):
+    """eval.test_every: test accuracy every N rounds (benchmarks only; off by default)."""
+
+    def callback(env: lgb.callback.CallbackEnv) -> None:
+        if curve.due(env.iteration + 1):
+            curve.record(env.iteration + 1, env.model.predict)
+
+    return callback
+
+
 def fit(cfg, ds) -> recipe.Trained:
     m = cfg.model
+    curve = recipe.TestCurve(cfg, ds, prepare=lambda X: tabular(ds, X))
     require(m.num_boost_round >= 1, f"model.num_boost_round must be >= 1, got {m.num_boost_round}")
     require(m.early_stopping_rounds >= 1, "model.early_stopping_rounds must be >= 1")
     # Autolog records the lightgbm params and the per-iteration train/validation metrics;
@@ -41,6 +52,7 @@ def fit(cfg, ds) -> recipe.Trained:
                 lgb.early_stopping(int(m.early_stopping_rounds), first_metric_only=True, verbose=True),
                 lgb.log_evaluation(int(m.log_every)),
                 *sweep.pruning_callbacks("lightgbm"),  # inside a sweep only: report rounds, prune
+                *([test_curve(curve)] if curve.every else []),
             ],
         )
     except lgb.basic.LightGBMError as exc:  # bad params surface here, e.g. num_leaves=1

@@ -17,8 +17,22 @@ OBJECTIVES = {
 }
 
 
+class TestCurve(xgb.callback.TrainingCallback):
+    """eval.test_every: test accuracy every N rounds (benchmarks only; off by default)."""
+
+    def __init__(self, curve: recipe.TestCurve):
+        super().__init__()
+        self.curve = curve
+
+    def after_iteration(self, model, epoch, evals_log) -> bool:
+        if self.curve.due(epoch + 1):
+            self.curve.record(epoch + 1, model.predict)
+        return False  # never stops training
+
+
 def fit(cfg, ds) -> recipe.Trained:
     m = cfg.model
+    curve = recipe.TestCurve(cfg, ds, prepare=lambda X: xgb.DMatrix(tabular(ds, X), enable_categorical=True))
     require(m.num_boost_round >= 1, f"model.num_boost_round must be >= 1, got {m.num_boost_round}")
     require(m.early_stopping_rounds >= 1, "model.early_stopping_rounds must be >= 1")
     objective, metrics = OBJECTIVES[ds.objective]
@@ -47,7 +61,8 @@ def fit(cfg, ds) -> recipe.Trained:
             evals=[(dtrain, "train"), (dval, "validation")],
             early_stopping_rounds=int(m.early_stopping_rounds),
             verbose_eval=int(m.verbose_eval),
-            callbacks=sweep.pruning_callbacks("xgboost"),  # inside a sweep only: report rounds, prune
+            callbacks=[*sweep.pruning_callbacks("xgboost"),  # inside a sweep only: report rounds, prune
+                       *([TestCurve(curve)] if curve.every else [])],
         )
     except xgb.core.XGBoostError as exc:  # bad params surface here, e.g. max_depth=-1
         raise UserError(f"xgboost rejected the parameters: {str(exc).splitlines()[0]}") from None
