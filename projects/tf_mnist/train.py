@@ -54,8 +54,12 @@ def optimizer(opt, total_steps: int) -> keras.optimizers.Optimizer:
         f"unknown optimizer.schedule '{opt.schedule}'; valid: constant, cosine",
     )
     rate = float(opt.learning_rate)
-    if opt.schedule == "cosine":
-        rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=total_steps)
+    if opt.schedule == "cosine":  # with warm-up: a linear rise to the peak rate, then the cosine down to 0
+        warmup = int(float(opt.get("warmup_fraction", 0)) * total_steps)
+        rate = keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup else rate, decay_steps=max(total_steps - warmup, 1),
+            warmup_target=rate if warmup else None, warmup_steps=warmup,
+        )
     try:
         cls = type(keras.optimizers.get(str(opt.name)))
         return cls(learning_rate=rate, **OmegaConf.to_container(opt.params))

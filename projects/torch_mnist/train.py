@@ -85,7 +85,8 @@ def fit(cfg, ds) -> recipe.Trained:
     X_train, y_train = as_images(ds.X_train, device), torch.from_numpy(ds.y_train).to(device)
     X_val, y_val = as_images(ds.X_val, device), torch.from_numpy(ds.y_val).to(device)
     n, epochs = len(y_train), int(t.epochs)
-    batch = min(int(t.batch_size), n)
+    # Tiny sets (smoke tests, limit=300): smaller batches so the one-cycle schedule gets >= 4 steps.
+    batch = max(min(int(t.batch_size), n * epochs // 4), 1)
     steps = n // batch  # each epoch reshuffles, so dropping the last partial batch loses nothing
     optimizer = torch.optim.AdamW(
         net.parameters(), lr=float(t.learning_rate), weight_decay=float(arch.optimizer.weight_decay)
@@ -116,7 +117,7 @@ def fit(cfg, ds) -> recipe.Trained:
             x = augment(as_float(X_train[idx], memory_format))
             target = y_train[idx]
             logits = net(x)
-            loss = F.cross_entropy(logits, target)
+            loss = F.cross_entropy(logits, target, label_smoothing=float(t.label_smoothing))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
