@@ -1,13 +1,16 @@
-"""Benchmark every variant on full MNIST through the real `mlflow run`; write, never assert.
+"""Benchmark every variant on full MNIST through the real `mlflow run`, side by side with the
+published baselines (bench/peers/); write, never assert.
 
-    MLRECIPES_DATA_DIR=../shared/data .venv/bin/python bench/run.py [--only xgboost tf_mnist:cnn]
+    MLRECIPES_DATA_DIR=/abs/path/to/data .venv/bin/python bench/run.py [--only xgboost keras-mnist-convnet]
 
-Writes bench/results.json and the README's results table (between the results markers).
-Per variant: test accuracy, training wall time (the run's `train_seconds`), whole-run wall
-time, peak RSS of the run's whole process tree (sampled), plus the machine. Also the warm
-overhead over calling train.py directly with the same config, through the launcher and
-through the `mlflow run` CLI, and the import time of the Airflow DAG file.
-Environments should be warm (run `make test` or one run first).
+Writes bench/results.json, bench/results/curves.png and the README's results tables (between the
+results markers). Per variant: test accuracy, training wall time (the run's `train_seconds`),
+whole-run wall time, peak RSS of the run's whole process tree (sampled). Ours run with
+`eval.test_every` on and each peer prints its own test accuracy per epoch / every 5 rounds, so
+every run has a curve of test accuracy against training seconds (evaluation left out); from the
+curves: time to each threshold and the ratio peer ÷ ours. Also the warm overhead over calling
+train.py directly, through the launcher and through the `mlflow run` CLI, and the import time of
+the Airflow DAG file. Environments should be warm (run `make test` or one run first).
 """
 
 from __future__ import annotations
@@ -32,10 +35,36 @@ VARIANTS = [
     ("torch_mnist", "mlp"), ("torch_mnist", "cnn"),
 ]
 MLFLOW = str(Path(sys.executable).with_name("mlflow"))
+# Test accuracy every N rounds (GBDTs, ours and peers alike) or every epoch (the networks).
+TEST_EVERY = {"xgboost": 5, "lightgbm": 5, "tf_mnist": 1, "torch_mnist": 1}
+# The published baselines: name, script in bench/peers/, the job whose environment runs it, extra env.
+PEERS = [
+    ("xgboost-defaults", "xgboost_defaults.py", "xgboost", {}),
+    ("lightgbm-defaults", "lightgbm_defaults.py", "lightgbm", {}),
+    ("tf-quickstart-mlp", "tf_quickstart.py", "tf_mnist_mlp", {}),
+    ("keras-mnist-convnet", "keras_convnet.py", "tf_mnist_cnn", {}),
+    # 14 epochs as published, but one epoch of this net (9216x128 dense layer, PIL transform per
+    # image) takes ~2.5 min on 2 cores; its curve has passed 99.0 % and flattened by epoch 3.
+    ("pytorch-examples-mnist", "torch_examples_mnist.py", "torch_mnist_cnn", {"PEER_EPOCHS": "3"}),
+]
+# Run order: each of ours next to its peer, so a slow spell of the machine hits both.
+ORDER = ["xgboost", "xgboost-defaults", "lightgbm", "lightgbm-defaults", "tf_mnist:mlp", "torch_mnist:mlp",
+         "tf-quickstart-mlp", "tf_mnist:cnn", "torch_mnist:cnn", "keras-mnist-convnet", "pytorch-examples-mnist"]
+# (ours, peer, threshold, target): ours should reach the threshold in at most `target` x the peer's time.
+TARGETS = [
+    ("xgboost", "xgboost-defaults", 0.975, 0.4), ("lightgbm", "lightgbm-defaults", 0.975, 0.4),
+    ("tf_mnist:mlp", "tf-quickstart-mlp", 0.98, 0.3), ("torch_mnist:mlp", "tf-quickstart-mlp", 0.98, 0.3),
+    ("tf_mnist:cnn", "keras-mnist-convnet", 0.99, 0.25), ("tf_mnist:cnn", "keras-mnist-convnet", 0.992, None),
+    ("torch_mnist:cnn", "keras-mnist-convnet", 0.99, 0.25), ("torch_mnist:cnn", "keras-mnist-convnet", 0.992, None),
+    ("torch_mnist:cnn", "pytorch-examples-mnist", 0.99, None),
+    ("torch_mnist:cnn", "pytorch-examples-mnist", 0.992, None),
+]
+FINAL_TARGET = {"xgboost": 0.977, "lightgbm": 0.977, "tf_mnist:mlp": 0.985, "torch_mnist:mlp": 0.985,
+                "tf_mnist:cnn": 0.9935, "torch_mnist:cnn": 0.9935}
 
 
-def measure(argv: list[str], env: dict, cwd: Path) -> tuple[int, float, float, str]:
-    """Run argv; return (exit code, wall seconds, peak RSS MB of the process tree, output tail)."""
+def measure(argv: list[str], env: dict, cwd: Path, full: bool = False) -> tuple[int, float, float, str]:
+    """Run argv; return (exit code, wall seconds, peak RSS MB of the process tree, output tail or all of it)."""
     log = WORK / "last.log"
     started = time.perf_counter()
     with open(log, "w") as out:
@@ -49,7 +78,8 @@ def measure(argv: list[str], env: dict, cwd: Path) -> tuple[int, float, float, s
                 pass
             time.sleep(0.2)
     wall = time.perf_counter() - started
-    return proc.returncode, wall, peak / 2**20, log.read_text()[-4000:]
+    text = log.read_text()
+    return proc.returncode, wall, peak / 2**20, text if full else text[-4000:]
 
 
 def _rss(p: psutil.Process) -> int:
@@ -135,6 +165,84 @@ def dag_import_seconds() -> float | None:
         return None
 
 
+def run_curve(client, run_id: str) -> list[dict]:
+    """ours: (step, training seconds, test accuracy) from the run's test_curve_* metrics."""
+    acc = {m.step: m.value for m in client.get_metric_history(run_id, "test_curve_accuracy")}
+    sec = {m.step: m.value for m in client.get_metric_history(run_id, "test_curve_seconds")}
+    return [{"step": k, "seconds": round(sec[k], 2), "test_accuracy": acc[k]} for k in sorted(acc) if k in sec]
+
+
+def log_curve(text: str) -> list[dict]:
+    """a peer's `CURVE {json}` lines."""
+    return [json.loads(line.split(" ", 1)[1]) for line in text.splitlines() if line.startswith("CURVE ")]
+
+
+def time_to(curve: list[dict], threshold: float) -> float | None:
+    """Training seconds at the first evaluation at or above the threshold; None: never reached."""
+    return next((p["seconds"] for p in curve if p["test_accuracy"] >= threshold - 1e-9), None)
+
+
+def run_peer(name: str, script: str, job: str, extra: dict, env: dict) -> dict:
+    from mlrecipes import envs, schedule
+
+    python = envs.env_dir_for(schedule.load_schedule().job(job)) / "bin" / "python"
+    if not python.exists():
+        return {"name": name, "error": f"no environment for job {job} (run it once first)"}
+    code, wall, peak, text = measure([str(python), script], {**env, **extra}, REPO / "bench" / "peers", full=True)
+    curve = log_curve(text)
+    if code != 0 or not curve:
+        print(text[-4000:], file=sys.stderr)
+        return {"name": name, "error": f"exit {code}"}
+    return {"name": name, "peer": True, "script": f"bench/peers/{script}", "test_accuracy": curve[-1]["test_accuracy"],
+            "train_seconds": curve[-1]["seconds"], "wall_seconds": round(wall, 1), "peak_rss_mb": round(peak),
+            "settings": extra, "curve": curve}
+
+
+def comparisons(rows: dict[str, dict]) -> list[dict]:
+    out = []
+    for ours, peer, threshold, target in TARGETS:
+        a, b = rows.get(ours, {}), rows.get(peer, {})
+        if "curve" not in a or "curve" not in b:
+            continue
+        ta, tb = time_to(a["curve"], threshold), time_to(b["curve"], threshold)
+        ratio = round(tb / ta, 2) if ta and tb else None
+        out.append({"ours": ours, "peer": peer, "threshold": threshold, "ours_seconds": ta, "peer_seconds": tb,
+                    "peer_over_ours": ratio, "target_ours_over_peer": target,
+                    "met": (ta is not None and tb is not None and ta <= target * tb) if target else None,
+                    "ours_final": a["test_accuracy"], "peer_final": b["test_accuracy"],
+                    "final_met": a["test_accuracy"] >= FINAL_TARGET.get(ours, 0),
+                    "ours_peak_rss_mb": a["peak_rss_mb"], "peer_peak_rss_mb": b["peak_rss_mb"]})
+    return out
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("GBDTs", ("xgboost", "lightgbm"), 0.95, [0.975]), ("MLPs", ("mlp", "quickstart"), 0.96, [0.98]),
+              ("CNNs", ("cnn", "convnet", "examples"), 0.98, [0.99, 0.992])]
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5.2))
+    for ax, (title, keys, low, lines) in zip(axes, panels, strict=True):
+        for r in rows:
+            if "curve" in r and any(k in r["name"] for k in keys):
+                xs = [p["seconds"] for p in r["curve"]]
+                ys = [p["test_accuracy"] for p in r["curve"]]
+                peer = r.get("peer", False)
+                ax.plot(xs, ys, "--" if peer else "-", marker=".", label=r["name"] + (" (peer)" if peer else ""))
+        for y in lines:
+            ax.axhline(y, color="grey", lw=0.8, ls=":")
+        ax.set(title=title, xlabel="training seconds", ylabel="test accuracy", ylim=(low, 1.0 if low < 0.97 else 0.996))
+        ax.set_xscale("log")
+        ax.grid(alpha=0.3, which="both")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
 def machine() -> dict:
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor())
@@ -143,15 +251,34 @@ def machine() -> dict:
 
 
 def write_readme(results: dict) -> None:
-    rows = ["| model | test accuracy | training s | whole run s | peak RSS MB |", "| --- | ---: | ---: | ---: | ---: |"]
-    for r in results["variants"]:
+    rows = ["| ours | peer (as published) | threshold | ours s | peer s | peer ÷ ours | target | "
+            "final ours / peer | peak RSS MB ours / peer |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for c in results.get("comparisons", []):
+        def s(v):
+            return "not reached" if v is None else f"{v:.0f}" if v >= 10 else f"{v:.1f}"
+        target = f"≥ {1 / c['target_ours_over_peer']:.1f}×" if c["target_ours_over_peer"] else ""
+        ratio = f"{c['peer_over_ours']:.1f}×" if c["peer_over_ours"] else "–"
+        rows.append(f"| {c['ours']} | {c['peer']} | {c['threshold']:.1%} | {s(c['ours_seconds'])} | "
+                    f"{s(c['peer_seconds'])} | {ratio} | {target} | {c['ours_final']:.4f} / {c['peer_final']:.4f} | "
+                    f"{c['ours_peak_rss_mb']:.0f} / {c['peer_peak_rss_mb']:.0f} |")
+    rows += ["", "![test accuracy against training seconds, ours and the published peers](bench/results/curves.png)",
+             "",
+             "| run | test accuracy | training s | whole run s | peak RSS MB |", "| --- | ---: | ---: | ---: | ---: |"]
+    for r in results["variants"] + results.get("peers", []):
         if "error" in r:
             rows.append(f"| {r['name']} | failed: {r['error']} | | | |")
             continue
-        rows.append(f"| {r['name']} | {r['test_accuracy']:.4f} | {r['train_seconds']:.0f} | "
+        rows.append(f"| {r['name']}{' (peer)' if r.get('peer') else ''} | {r['test_accuracy']:.4f} | "
+                    f"{r['train_seconds']:.0f} | "
                     f"{r['wall_seconds']:.0f} | {r['peak_rss_mb']:.0f} |")
     m, o = results["machine"], results.get("overhead", {})
-    notes = [f"\nMachine: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gb']} GB, Python {m['python']}; "
+    peer_notes = "; ".join(f"{r['name']}: {', '.join(f'{k}={v}' for k, v in r['settings'].items())}"
+                           for r in results.get("peers", []) if r.get("settings"))
+    notes = [f"\nTimes are training seconds to the first evaluation at or above the threshold (test set every "
+             f"epoch, or every 5 rounds for the GBDTs; the evaluations themselves are left out); peers run "
+             f"as published in the same environments{' (' + peer_notes + ')' if peer_notes else ''}."]
+    notes += [f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gb']} GB, Python {m['python']}; "
              f"measured {results['date']}."]
     if "launcher_overhead_s" in o:
         notes.append(f"Warm overhead over `python train.py` (median of {o['repeats']}): "
@@ -173,6 +300,7 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", help="project or project:arch, e.g. xgboost tf_mnist:cnn")
     parser.add_argument("--overhead-repeats", type=int, default=3)
     parser.add_argument("--no-readme", action="store_true")
+    parser.add_argument("--no-peers", action="store_true", help="only ours (peers' rows are dropped)")
     args = parser.parse_args()
     if not os.environ.get("MLRECIPES_DATA_DIR"):
         print("error: set MLRECIPES_DATA_DIR to the directory whose mnist/ holds full MNIST", file=sys.stderr)
@@ -184,20 +312,32 @@ def main() -> int:
     import mlflow
 
     client = mlflow.MlflowClient(uri)
-    results = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "variants": []}
+    results = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "variants": [], "peers": []}
     results_file = REPO / "bench" / "results.json"
     previous = json.loads(results_file.read_text()) if results_file.exists() else {}
-    wanted = {s for s in (args.only or [])}
-    for project, arch in VARIANTS:
-        name = f"{project}:{arch}" if arch else project
-        if not (REPO / "projects" / project / "MLproject").exists():
+    kept = {r["name"]: r for r in previous.get("variants", []) + previous.get("peers", [])}
+    wanted = set(args.only or [])
+    ours = {f"{project}:{arch}" if arch else project: (project, arch) for project, arch in VARIANTS}
+    peers = {name: rest for name, *rest in PEERS}
+    for name in ORDER:
+        project = ours.get(name, (name, None))[0]
+        if args.no_peers and name in peers:
+            continue
+        if name in ours and not (REPO / "projects" / project / "MLproject").exists():
             continue
         if wanted and name not in wanted and project not in wanted:
-            kept = [v for v in previous.get("variants", []) if v["name"] == name]
-            results["variants"] += kept
+            if name in kept:
+                results["peers" if name in peers else "variants"].append(kept[name])
             continue
         print(f"bench {name} ...", flush=True)
-        code, wall, peak, tail = measure(mlflow_run_argv(project, {"arch": arch} if arch else {}), env, WORK)
+        if name in peers:
+            row = run_peer(name, *peers[name], env)
+            results["peers"].append(row)
+            print(json.dumps({k: v for k, v in row.items() if k != "curve"}), flush=True)
+            continue
+        arch = ours[name][1]
+        params = {**({"arch": arch} if arch else {}), "overrides": f"eval.test_every={TEST_EVERY[project]}"}
+        code, wall, peak, tail = measure(mlflow_run_argv(project, params), env, WORK)
         if code != 0:
             results["variants"].append({"name": name, "error": f"exit {code}"})
             print(tail, file=sys.stderr)
@@ -207,12 +347,17 @@ def main() -> int:
             "name": name,
             "test_accuracy": run.data.metrics["test_accuracy"],
             "train_seconds": run.data.metrics["train_seconds"],
+            "train_cpu_seconds": run.data.metrics.get("train_cpu_seconds"),
             "wall_seconds": round(wall, 1),
             "peak_rss_mb": round(peak),
             "run_id": run.info.run_id,
+            "curve": run_curve(client, run.info.run_id),
         }
         results["variants"].append(row)
-        print(json.dumps(row), flush=True)
+        print(json.dumps({k: v for k, v in row.items() if k != "curve"}), flush=True)
+    rows = {r["name"]: r for r in results["variants"] + results["peers"] if "error" not in r}
+    results["comparisons"] = comparisons(rows)
+    plot(list(rows.values()), REPO / "bench" / "results" / "curves.png")
     if args.overhead_repeats:
         results["overhead"] = overhead(env, args.overhead_repeats)
     else:
@@ -221,7 +366,7 @@ def main() -> int:
     results_file.write_text(json.dumps(results, indent=2) + "\n")
     if not args.no_readme:
         write_readme(results)
-    print(json.dumps({k: v for k, v in results.items() if k != "variants"}, indent=2))
+    print(json.dumps({k: v for k, v in results.items() if k not in ("variants", "peers")}, indent=2))
     return 0
 
 

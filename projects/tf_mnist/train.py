@@ -54,8 +54,12 @@ def optimizer(opt, total_steps: int) -> keras.optimizers.Optimizer:
         f"unknown optimizer.schedule '{opt.schedule}'; valid: constant, cosine",
     )
     rate = float(opt.learning_rate)
-    if opt.schedule == "cosine":
-        rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=total_steps)
+    if opt.schedule == "cosine":  # with warm-up: a linear rise to the peak rate, then the cosine down to 0
+        warmup = int(float(opt.get("warmup_fraction", 0)) * total_steps)
+        rate = keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup else rate, decay_steps=max(total_steps - warmup, 1),
+            warmup_target=rate if warmup else None, warmup_steps=warmup,
+        )
     try:
         cls = type(keras.optimizers.get(str(opt.name)))
         return cls(learning_rate=rate, **OmegaConf.to_container(opt.params))
@@ -79,8 +83,21 @@ class EpochMetrics(keras.callbacks.Callback):
         mlflow.log_metrics(metrics, step=epoch + 1)
 
 
+class TestCurve(keras.callbacks.Callback):
+    """eval.test_every: test accuracy every N epochs (benchmarks only; off by default)."""
+
+    def __init__(self, curve: recipe.TestCurve, batch_size: int):
+        super().__init__()
+        self.curve, self.batch_size = curve, batch_size
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.curve.due(epoch + 1):
+            self.curve.record(epoch + 1, lambda X: self.model.predict(X, batch_size=self.batch_size, verbose=0))
+
+
 def fit(cfg, ds) -> recipe.Trained:
     t = cfg.train
+    curve = recipe.TestCurve(cfg, ds, prepare=flat_float)
     require(t.epochs >= 1, f"train.epochs must be >= 1, got {t.epochs}")
     require(t.batch_size >= 1, f"train.batch_size must be >= 1, got {t.batch_size}")
     keras.utils.set_random_seed(cfg.seed)  # Python, NumPy and TensorFlow in one call
@@ -103,7 +120,8 @@ def fit(cfg, ds) -> recipe.Trained:
         validation_data=(X_val, ds.y_val),
         epochs=epochs,
         batch_size=batch_size,
-        callbacks=[EpochMetrics(), *sweep.pruning_callbacks("keras")],  # pruning: inside a sweep only
+        callbacks=[EpochMetrics(), *sweep.pruning_callbacks("keras"),  # pruning: inside a sweep only
+                   *([TestCurve(curve, int(t.predict_batch_size))] if curve.every else [])],
         verbose=1 if sys.stdout.isatty() else 2,  # progress bar on a terminal, a line per epoch in logs
     )
     # MLflow predicts on the input example when logging the model; keep Keras' bars out of it.

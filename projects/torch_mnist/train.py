@@ -13,7 +13,6 @@ import models
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.transforms import v2
 
 from mlrecipes import recipe, sweep
 from mlrecipes.data import flat_float
@@ -31,16 +30,10 @@ def pick_device(name: str) -> torch.device:
 
 
 def make_augment(aug):
-    """torchvision's RandomAffine on batched tensors; each group of images gets its own draw."""
+    """Random rotation / shift / zoom of each training image (models.random_affine); None: off."""
     if not aug:
         return lambda x: x
-    affine = v2.RandomAffine(
-        degrees=float(aug.degrees),
-        translate=(float(aug.translate),) * 2,
-        scale=tuple(aug.scale),
-        interpolation=v2.InterpolationMode.BILINEAR,
-    )
-    return lambda x: torch.cat([affine(group) for group in x.split(int(aug.group_size))])
+    return lambda x: models.random_affine(x, float(aug.degrees), float(aug.translate), tuple(aug.scale))
 
 
 def as_images(X: np.ndarray, device) -> torch.Tensor:
@@ -64,9 +57,17 @@ def loss_and_accuracy(net, X, y, batch_size: int, memory_format) -> tuple[float,
     return loss / len(y), correct / len(y)
 
 
+@torch.no_grad()
+def scores(net, X, batch_size: int, memory_format) -> np.ndarray:
+    net.eval()
+    out = [net(as_float(X[s : s + batch_size], memory_format)) for s in range(0, len(X), batch_size)]
+    return torch.cat(out).cpu().numpy()
+
+
 def fit(cfg, ds) -> recipe.Trained:
     device = pick_device(str(cfg.device))
     t, arch = cfg.train, cfg.arch
+    curve = recipe.TestCurve(cfg, ds, prepare=lambda X: as_images(X, device))
     require(t.epochs >= 1, f"train.epochs must be >= 1, got {t.epochs}")
     require(t.batch_size >= 1, f"train.batch_size must be >= 1, got {t.batch_size}")
     require(t.learning_rate > 0, f"train.learning_rate must be > 0, got {t.learning_rate}")
@@ -84,7 +85,8 @@ def fit(cfg, ds) -> recipe.Trained:
     X_train, y_train = as_images(ds.X_train, device), torch.from_numpy(ds.y_train).to(device)
     X_val, y_val = as_images(ds.X_val, device), torch.from_numpy(ds.y_val).to(device)
     n, epochs = len(y_train), int(t.epochs)
-    batch = min(int(t.batch_size), n)
+    # Tiny sets (smoke tests, limit=300): smaller batches so the one-cycle schedule gets >= 4 steps.
+    batch = max(min(int(t.batch_size), n * epochs // 4), 1)
     steps = n // batch  # each epoch reshuffles, so dropping the last partial batch loses nothing
     optimizer = torch.optim.AdamW(
         net.parameters(), lr=float(t.learning_rate), weight_decay=float(arch.optimizer.weight_decay)
@@ -115,7 +117,7 @@ def fit(cfg, ds) -> recipe.Trained:
             x = augment(as_float(X_train[idx], memory_format))
             target = y_train[idx]
             logits = net(x)
-            loss = F.cross_entropy(logits, target)
+            loss = F.cross_entropy(logits, target, label_smoothing=float(t.label_smoothing))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -133,6 +135,8 @@ def fit(cfg, ds) -> recipe.Trained:
             "validation_accuracy": val_accuracy,
         }
         mlflow.log_metrics(metrics, step=epoch)
+        if curve.due(epoch):  # eval.test_every (benchmarks only; off by default)
+            curve.record(epoch, lambda X: scores(net, X, int(t.eval_batch_size), memory_format))
         print(f"{chr(13) + chr(27) + '[K' if tty else ''}{tag} epoch {epoch}/{epochs} "
               f"train loss {metrics['train_loss']:.4f} acc {metrics['train_accuracy']:.4f} | "
               f"validation loss {val_loss:.4f} acc {val_accuracy:.4f} | "

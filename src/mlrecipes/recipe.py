@@ -94,6 +94,38 @@ def log_table_model(framework: str, booster, ds, **kwargs):
         )
 
 
+class TestCurve:
+    """Opt-in test accuracy during training, for benchmarks: `eval.test_every: N` (0, the default: off).
+
+    Every N epochs / rounds, `record` logs `test_curve_accuracy` and `test_curve_seconds` (training
+    seconds since fit began, not counting these evaluations) with step = epoch / round. Nothing
+    selects on it: early stopping and every choice still watch validation only.
+    """
+
+    def __init__(self, cfg, ds, prepare: Callable = lambda X: X):
+        self.every = int(cfg.get("eval", {}).get("test_every", 0) or 0)
+        if self.every and ds.task == "regression":
+            raise UserError("eval.test_every logs test accuracy: classification tasks only")
+        self._X, self._y, self._prepare = ds.X_test, ds.y_test, prepare
+        self.started, self._paused = time.perf_counter(), 0.0
+
+    def due(self, step: int) -> bool:
+        return self.every > 0 and step % self.every == 0
+
+    def record(self, step: int, predict: Callable) -> None:
+        """predict: prepared test input -> class scores (n, classes), or (n,) P(positive) for binary."""
+        t0 = time.perf_counter()
+        if self._prepare is not None:  # prepared once, on first use
+            self._X, self._prepare = self._prepare(self._X), None
+        scores = np.asarray(predict(self._X))
+        y_pred = scores.argmax(axis=1) if scores.ndim == 2 else (scores > 0.5).astype(int)
+        import mlflow
+
+        mlflow.log_metrics({"test_curve_accuracy": float((y_pred == self._y).mean()),
+                            "test_curve_seconds": t0 - self.started - self._paused}, step=step)
+        self._paused += time.perf_counter() - t0
+
+
 def peak_rss_mb() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
