@@ -25,6 +25,7 @@ and is the CLI. mlflow is imported inside the functions that launch, not at the 
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -227,7 +228,7 @@ def _close(client, run_id: str, rc: int, children: Children, memory, exit_status
     why = None
     if memory is not None and memory.exceeded:  # more memory than the job may use: not retried
         rc, why = EXIT_USER_ERROR, (f"memory limit {memory.limit_mb:g} MB exceeded "
-                                    f"(peak {memory.peak_mb:.0f} MB)")
+                                    f"(peak {math.ceil(memory.peak_mb)} MB)")
     elif rc and not children.signaled and death_signal(exit_status.get("returncode")):
         sig = death_signal(exit_status["returncode"])  # no handler ran: nothing closed the run
         name = signal_name(sig)
