@@ -75,6 +75,17 @@ def log_dataset(ds: Dataset) -> None:
         _log_dataset(ds)
 
 
+def digest(frame) -> str:
+    """A digest of every row, vectorised (pandas' row hashes). MLflow's own hashes the first 10,000
+    rows but maps `type` over every cell first: 35 s and 1.2 GB more for a 3.5 M-row split."""
+    import hashlib
+
+    import pandas as pd
+
+    rows = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    return hashlib.sha256(rows.tobytes() + repr(list(frame.columns)).encode()).hexdigest()[:8]
+
+
 def _log_dataset(ds: Dataset) -> None:
     if ds.feature_names is None:  # images
         inputs = [(mlflow.data.from_numpy(X, targets=y, source=ds.source, name=f"{ds.name}-{part}"), context)
@@ -84,11 +95,13 @@ def _log_dataset(ds: Dataset) -> None:
         # The digest covers each split's rows with their target; the source URI is the real table,
         # and the Delta version and the filter travel as tags of the input.
         tags = {k.removeprefix("data.source."): str(v) for k, v in ds.params.items() if k.startswith("data.source.")}
-        inputs = [(mlflow.data.from_pandas(X.assign(**{ds.target: y}), source=ds.source, targets=ds.target,
-                                           name=f"{ds.name}-{part}"), context)
-                  for X, y, part, context in ((ds.X_train, ds.y_train, "train", "training"),
-                                              (ds.X_val, ds.y_val, "validation", "validation"),
-                                              (ds.X_test, ds.y_test, "test", "evaluation"))]
+        inputs = []
+        for X, y, part, context in ((ds.X_train, ds.y_train, "train", "training"),
+                                    (ds.X_val, ds.y_val, "validation", "validation"),
+                                    (ds.X_test, ds.y_test, "test", "evaluation")):
+            frame = X.assign(**{ds.target: y})  # pandas' copy-on-write: no copy of the features
+            inputs.append((mlflow.data.from_pandas(frame, source=ds.source, targets=ds.target,
+                                                   name=f"{ds.name}-{part}", digest=digest(frame)), context))
     for dataset, context in inputs:
         mlflow.log_input(dataset, context=context, tags=tags if ds.feature_names is not None else None)
     mlflow.log_params({
