@@ -52,11 +52,13 @@ def fit(cfg, ds) -> recipe.Trained:
         params["num_class"] = ds.num_classes
     # QuantileDMatrix keeps the histogram bins (about a byte per value) instead of a float copy of
     # the table; string columns train as categoricals (enable_categorical), missing values stay NaN.
+    # It reads the data through a ctypes callback: a signal there waits until it returns.
     try:
-        dtrain = xgb.QuantileDMatrix(tabular(ds, ds.X_train), label=ds.y_train, enable_categorical=True,
-                                     max_bin=int(params.get("max_bin", 256)))
-        dval = xgb.QuantileDMatrix(tabular(ds, ds.X_val), label=ds.y_val, enable_categorical=True, ref=dtrain,
-                                   max_bin=int(params.get("max_bin", 256)))
+        with recipe.signals_deferred():
+            dtrain = xgb.QuantileDMatrix(tabular(ds, ds.X_train), label=ds.y_train, enable_categorical=True,
+                                         max_bin=int(params.get("max_bin", 256)))
+            dval = xgb.QuantileDMatrix(tabular(ds, ds.X_val), label=ds.y_val, enable_categorical=True,
+                                       ref=dtrain, max_bin=int(params.get("max_bin", 256)))
     except xgb.core.XGBoostError as exc:
         raise UserError(f"xgboost rejected the data: {str(exc).splitlines()[0]}") from None
     # Autolog records the xgboost params and the per-iteration train/validation metrics;

@@ -13,6 +13,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,12 +38,34 @@ class Terminated(BaseException):
     """Raised from the SIGTERM/SIGINT handler so the run can be closed as KILLED."""
 
 
+_deferred = {"depth": 0, "pending": False}
+
+
 def _on_signal(signum, frame):
     # One is enough: Airflow's kill reaches us both directly and through the launcher, and a
     # second signal must not interrupt the closing of the run.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_IGN)
+    if _deferred["depth"]:
+        _deferred["pending"] = True  # raised when the native call returns (signals_deferred)
+        return
     raise Terminated()
+
+
+@contextmanager
+def signals_deferred():
+    """Around native code that calls back into Python (XGBoost's QuantileDMatrix iterates the
+    data through a ctypes callback): an exception raised there by the signal handler unwinds
+    through C++ and corrupts the heap (seen: "corrupted size vs. prev_size"). The signal is
+    noted and Terminated raised once the native call has returned."""
+    _deferred["depth"] += 1
+    try:
+        yield
+    finally:
+        _deferred["depth"] -= 1
+    if _deferred["pending"] and not _deferred["depth"]:
+        _deferred["pending"] = False
+        raise Terminated()
 
 
 def pinned_requirements(*distributions: str) -> list[str]:
