@@ -204,9 +204,15 @@ def comparisons(rows: dict[str, dict]) -> list[dict]:
         a, b = rows.get(ours, {}), rows.get(peer, {})
         if "curve" not in a or "curve" not in b:
             continue
-        ta, tb = time_to(a["curve"], threshold), time_to(b["curve"], threshold)
+        # A peer that never reaches the threshold (the TF quickstart ends at ~97.7 % after its
+        # published 5 epochs, seed-dependent): compare at the best the peer reached instead, so
+        # the ratio stays defined; `level` says which accuracy the seconds are for.
+        peer_best = max(p["test_accuracy"] for p in b["curve"])
+        level = threshold if peer_best >= threshold - 1e-9 else peer_best
+        ta, tb = time_to(a["curve"], level), time_to(b["curve"], level)
         ratio = round(tb / ta, 2) if ta and tb else None
-        out.append({"ours": ours, "peer": peer, "threshold": threshold, "ours_seconds": ta, "peer_seconds": tb,
+        out.append({"ours": ours, "peer": peer, "threshold": threshold, "level": level,
+                    "ours_seconds": ta, "peer_seconds": tb,
                     "peer_over_ours": ratio, "target_ours_over_peer": target,
                     "met": (ta is not None and tb is not None and ta <= target * tb) if target else None,
                     "ours_final": a["test_accuracy"], "peer_final": b["test_accuracy"],
@@ -259,7 +265,10 @@ def write_readme(results: dict) -> None:
             return "not reached" if v is None else f"{v:.0f}" if v >= 10 else f"{v:.1f}"
         target = f"≥ {1 / c['target_ours_over_peer']:.1f}×" if c["target_ours_over_peer"] else ""
         ratio = f"{c['peer_over_ours']:.1f}×" if c["peer_over_ours"] else "–"
-        rows.append(f"| {c['ours']} | {c['peer']} | {c['threshold']:.1%} | {s(c['ours_seconds'])} | "
+        level = c.get("level", c["threshold"])
+        shown = (f"{c['threshold']:.1%}" if level == c["threshold"]
+                 else f"{level:.2%} (the peer's best: it never reached {c['threshold']:.1%})")
+        rows.append(f"| {c['ours']} | {c['peer']} | {shown} | {s(c['ours_seconds'])} | "
                     f"{s(c['peer_seconds'])} | {ratio} | {target} | {c['ours_final']:.4f} / {c['peer_final']:.4f} | "
                     f"{c['ours_peak_rss_mb']:.0f} / {c['peer_peak_rss_mb']:.0f} |")
     rows += ["", "![test accuracy against training seconds, ours and the published peers](bench/results/curves.png)",

@@ -55,6 +55,9 @@ def main() -> int:
     ap.add_argument("--label-smoothing", type=float, default=0.0)
     ap.add_argument("--set", nargs="*", default=[], help="arch overrides: key=yaml-value, e.g. channels=[16,32]")
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward pass")
+    ap.add_argument("--no-augment", action="store_true")
+    ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--cudnn-benchmark", action="store_true", help="autotune convolutions (costs seconds at start)")
     args = ap.parse_args()
     arch = yaml.safe_load((REPO / "projects/torch_mnist/conf/arch" / f"{args.arch}.yaml").read_text())
@@ -84,7 +87,9 @@ def main() -> int:
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=float(arch.optimizer["weight_decay"]))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.epochs * steps,
                                                 pct_start=float(arch.schedule["warmup_fraction"]))
-    aug = arch.get("augment")
+    aug = None if args.no_augment else arch.get("augment")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     shuffle = torch.Generator().manual_seed(args.seed)
     paused, best = 0.0, 0.0
     for epoch in range(1, args.epochs + 1):
@@ -95,7 +100,8 @@ def main() -> int:
             x = as_float(X[idx_])
             if aug:
                 x = models.random_affine(x, float(aug["degrees"]), float(aug["translate"]), tuple(aug["scale"]))
-            loss = F.cross_entropy(net(x), y[idx_], label_smoothing=args.label_smoothing)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+                loss = F.cross_entropy(net(x), y[idx_], label_smoothing=args.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

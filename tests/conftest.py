@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import FIXTURE_DATA, MLFLOW, REPO, ProjectRun, all_runs
+from helpers import FIXTURE_DATA, REPO, ProjectRun, mlflow_run
 
 sys.path.insert(0, str(REPO / "tests" / "fixtures"))  # the tick-table generator
 
@@ -27,24 +27,13 @@ def tracking_uri(tmp_path, monkeypatch) -> str:
 
 @pytest.fixture
 def run_project(tracking_uri, tmp_path):
-    """Run `mlflow run projects/<name> -P k=v ...` for real, with the project's own env."""
+    """Run projects/<name> as an MLflow Project for real, in its own environment, on the
+    fixtures (helpers.mlflow_run; `cli=True`: through the `mlflow run` CLI itself)."""
 
     def _run(project: str, *params: str, experiment: str = "mnist", env: dict | None = None,
-             timeout: int = 1800) -> ProjectRun:
-        import mlflow
-
-        argv = [MLFLOW, "run", str(REPO / "projects" / project), "--env-manager", "virtualenv",
-                "--experiment-name", experiment]
-        for p in params:
-            argv += ["-P", p]
-        proc_env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri,
-                    "MLRECIPES_DATA_DIR": str(FIXTURE_DATA), **(env or {})}
-        client = mlflow.MlflowClient(tracking_uri)
-        before = {r.info.run_id for r in all_runs(client)}
-        proc = subprocess.run(argv, capture_output=True, text=True, env=proc_env,
-                              cwd=tmp_path, timeout=timeout)
-        new = [r for r in all_runs(client) if r.info.run_id not in before]
-        return ProjectRun(proc.returncode, proc.stdout, proc.stderr, new[0] if new else None)
+             timeout: int = 1800, cli: bool = False) -> ProjectRun:
+        return mlflow_run(tracking_uri, project, *params, experiment=experiment, cwd=tmp_path, cli=cli,
+                          timeout=timeout, env={"MLRECIPES_DATA_DIR": str(FIXTURE_DATA), **(env or {})})
 
     return _run
 

@@ -3,8 +3,12 @@ tests/airflow has its own conftest, and both would be the module `conftest`)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,3 +50,104 @@ def registered_versions(tracking_uri: str, name: str):
 
     client = mlflow.MlflowClient(tracking_uri)
     return client.search_model_versions(f"name='{name}'")
+
+
+def mlflow_run(uri: str, project: str, *params: str, entry: str = "main", experiment: str = "mnist",
+               env: dict | None = None, cwd=None, cli: bool = False, timeout: int = 1800) -> ProjectRun:
+    """Run projects/<project> as an MLflow Project, for real, in its own environment; return the
+    exit status, the output and the (top-level) run it created.
+
+    By default through `mlflow.projects.run` in this process: the Python API behind `mlflow run`,
+    as the launcher calls it, with the same environment build, command and run bookkeeping. The
+    `mlflow run` CLI first spends ~3 s importing MLflow's server modules, on every one of the
+    smoke suite's ~80 runs; `cli=True` runs the CLI itself (each project's main test does, so
+    `mlflow run projects/<p> -P ...` stays covered as users type it).
+    """
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    before = {r.info.run_id for r in all_runs(client)}
+    run_env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true", **(env or {})}
+    if cli:
+        argv = [MLFLOW, "run", str(REPO / "projects" / project), "-e", entry, "--env-manager", "virtualenv",
+                "--experiment-name", experiment]
+        for p in params:
+            argv += ["-P", p]
+        proc = subprocess.run(argv, capture_output=True, text=True, env=run_env, cwd=cwd, timeout=timeout)
+        code, out, err = proc.returncode, proc.stdout, proc.stderr
+    else:
+        code, out, err = _projects_run(uri, project, entry, experiment, params, run_env, cwd)
+    new = [r for r in all_runs(client) if r.info.run_id not in before and "mlflow.parentRunId" not in r.data.tags]
+    return ProjectRun(code, out, err, new[0] if new else None)
+
+
+def _projects_run(uri, project, entry, experiment, params, env, cwd) -> tuple[int, str, str]:
+    import mlflow
+    import mlflow.projects
+    from mlflow.exceptions import ExecutionException, MlflowException
+
+    parameters = dict(p.split("=", 1) for p in params)
+    with _output() as (out, err), _environ(env), _chdir(cwd):
+        mlflow.set_tracking_uri(uri)
+        code = 0
+        try:
+            mlflow.projects.run(str(REPO / "projects" / project), entry_point=entry, parameters=parameters,
+                                experiment_name=experiment, env_manager="virtualenv", synchronous=True)
+        except ExecutionException as exc:  # the project failed (what the CLI exits 1 with)
+            code = 1
+            os.write(2, f"mlflow.exceptions.ExecutionException: {exc.message}\n".encode())
+        except MlflowException as exc:  # rejected before the project started, e.g. a bad parameter type
+            code = 1
+            os.write(2, f"mlflow.exceptions.MlflowException: {exc.message}\n".encode())
+    return code, out.text, err.text
+
+
+class _Captured:
+    text = ""
+
+
+@contextmanager
+def _output():
+    """File descriptors 1 and 2 (what the project's processes inherit) into two strings."""
+    captured = (_Captured(), _Captured())
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    files = [tempfile.TemporaryFile(), tempfile.TemporaryFile()]
+    try:
+        for fd, f in zip((1, 2), files, strict=True):
+            os.dup2(f.fileno(), fd)
+        yield captured
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, old in zip((1, 2), saved, strict=True):
+            os.dup2(old, fd)
+            os.close(old)
+        for c, f in zip(captured, files, strict=True):
+            f.seek(0)
+            c.text = f.read().decode(errors="replace")
+            f.close()
+
+
+@contextmanager
+def _environ(env: dict):
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update({k: str(v) for k, v in env.items()})
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@contextmanager
+def _chdir(path):
+    saved = os.getcwd()
+    if path is not None:
+        os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(saved)

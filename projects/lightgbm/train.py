@@ -19,6 +19,7 @@ from mlrecipes import recipe, sweep  # noqa: E402
 from mlrecipes.data import tabular  # noqa: E402
 from mlrecipes.errors import UserError, require  # noqa: E402
 
+MAX_IMPORTANCE_FEATURES = 100
 # Objective and evaluation metrics by kind of target; early stopping watches the first metric.
 OBJECTIVES = {
     "multiclass": ("multiclass", ["multi_logloss", "multi_error"]),
@@ -37,14 +38,41 @@ def test_curve(curve: recipe.TestCurve):
     return callback
 
 
+def log_rounds(env: lgb.callback.CallbackEnv) -> None:
+    """Per-round train/validation metrics, named as autolog names them (`validation-multi_logloss`),
+    step = round, queued and written in batches by MLflow's async logging.
+
+    By hand instead of `mlflow.lightgbm.autolog`: autolog always draws both feature-importance
+    charts with one bar per feature and has no switch for it; for MNIST's 784 pixels that is two
+    80-inch-tall PNGs, ~7 s of every run (measured: a 2-round run on 300 images took 7.1 s in fit).
+    """
+    mlflow.log_metrics({f"{data}-{name}": value for data, name, value, *_ in env.evaluation_result_list},
+                       step=env.iteration, synchronous=False)
+
+
+def log_importance(booster, features: list[str]) -> None:
+    """Split and gain importance per feature (JSON, and a chart for tables of <= 100 columns)."""
+    for kind in ("split", "gain"):
+        importance = booster.feature_importance(importance_type=kind)
+        mlflow.log_dict(dict(zip(features, importance.tolist(), strict=True)), f"feature_importance_{kind}.json")
+        if len(features) > MAX_IMPORTANCE_FEATURES:
+            continue
+        import matplotlib.pyplot as plt
+
+        order = importance.argsort()
+        fig, ax = plt.subplots(figsize=(6.4, 1.5 + 0.25 * len(features)))
+        ax.barh([features[i] for i in order], importance[order])
+        ax.set(title=f"Feature importance ({kind})", xlabel="importance")
+        fig.tight_layout()
+        mlflow.log_figure(fig, f"feature_importance_{kind}.png")
+        plt.close(fig)
+
+
 def fit(cfg, ds) -> recipe.Trained:
     m = cfg.model
     curve = recipe.TestCurve(cfg, ds, prepare=lambda X: tabular(ds, X))
     require(m.num_boost_round >= 1, f"model.num_boost_round must be >= 1, got {m.num_boost_round}")
     require(m.early_stopping_rounds >= 1, "model.early_stopping_rounds must be >= 1")
-    # Autolog records the lightgbm params and the per-iteration train/validation metrics;
-    # the recipe logs the model itself (with signature) and the datasets.
-    mlflow.lightgbm.autolog(log_models=False, log_datasets=False, silent=True)
     # pandas categoricals train as LightGBM categorical features; missing values stay NaN.
     train = lgb.Dataset(tabular(ds, ds.X_train), label=ds.y_train)
     val = lgb.Dataset(tabular(ds, ds.X_val), label=ds.y_val, reference=train)
@@ -62,12 +90,17 @@ def fit(cfg, ds) -> recipe.Trained:
             callbacks=[
                 lgb.early_stopping(int(m.early_stopping_rounds), first_metric_only=True, verbose=True),
                 lgb.log_evaluation(int(m.log_every)),
+                log_rounds,
                 *sweep.pruning_callbacks("lightgbm"),  # inside a sweep only: report rounds, prune
                 *([test_curve(curve)] if curve.every else []),
             ],
         )
     except lgb.basic.LightGBMError as exc:  # bad params surface here, e.g. num_leaves=1
         raise UserError(f"lightgbm rejected the parameters: {str(exc).splitlines()[0]}") from None
+    # The booster's parameters as LightGBM took them (objective, num_class, metric included).
+    mlflow.log_params({k: v for k, v in params.items() if k != "metric"} | {"metric": ",".join(metrics)})
+    mlflow.log_metrics({"best_iteration": booster.best_iteration, "stopped_iteration": booster.current_iteration()})
+    log_importance(booster, booster.feature_name())
 
     def log_model(**kw):
         # save_model keeps trees up to best_iteration, so the logged model is the early-stopped one.

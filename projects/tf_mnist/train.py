@@ -95,6 +95,20 @@ class TestCurve(keras.callbacks.Callback):
             self.curve.record(epoch + 1, lambda X: self.model.predict(X, batch_size=self.batch_size, verbose=0))
 
 
+def tensorflow_distribution() -> str:
+    """The TensorFlow distribution installed here (tensorflow-cpu in this project's environment):
+    left to itself the flavor pins `tensorflow` next to it, the same package twice and 600 MB
+    more to download. Asked by name: `metadata.packages_distributions()` reads every installed
+    distribution's file list (~0.5 s)."""
+    for name in ("tensorflow-cpu", "tensorflow"):
+        try:
+            metadata.version(name)
+            return name
+        except metadata.PackageNotFoundError:
+            continue
+    return "tensorflow"
+
+
 def fit(cfg, ds) -> recipe.Trained:
     t = cfg.train
     curve = recipe.TestCurve(cfg, ds, prepare=flat_float)
@@ -133,9 +147,7 @@ def fit(cfg, ds) -> recipe.Trained:
         # mlflow.keras.log_model fails with an input example (mlflow#16183); the tensorflow
         # flavor saves the same .keras file and loads it back through mlflow.pyfunc.
         log_model=lambda **kw: mlflow.tensorflow.log_model(model, **kw),
-        # The TensorFlow distribution installed here (tensorflow-cpu): left to itself the flavor
-        # pins `tensorflow` next to it, the same package twice and 600 MB more to download.
-        requirements=(metadata.packages_distributions()["tensorflow"][0], "numpy"),
+        requirements=(tensorflow_distribution(), "numpy"),
     )
 
 

@@ -29,6 +29,36 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def autocast_dtype(name: str, device: torch.device) -> torch.dtype | None:
+    """bfloat16 autocast of the training steps, or None (float32).
+
+    auto: bfloat16 where the hardware computes it natively (CUDA with bf16 support; a CPU with
+    AVX-512 BF16 or AMX: measured 1.2x faster epochs for the CNN at the same accuracy on
+    this project's AMD EPYC), float32 elsewhere: emulated bf16 is slower than float32.
+    Evaluation, the test curve and the logged model stay float32.
+    """
+    require(name in PRECISIONS, f"unknown precision '{name}'; valid: {', '.join(PRECISIONS)}")
+    if name == "auto":
+        native = (torch.cuda.is_bf16_supported() if device.type == "cuda"
+                  else bool(CPU_BF16 & set(cpu_flags())))
+        name = "bfloat16" if native else "float32"
+    return torch.bfloat16 if name == "bfloat16" else None
+
+
+CPU_BF16 = {"avx512_bf16", "amx_bf16"}
+
+
+def cpu_flags() -> list[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:  # not Linux: no autocast unless asked for
+        return []
+
+
 def make_augment(aug):
     """Random rotation / shift / zoom of each training image (models.random_affine); None: off."""
     if not aug:
@@ -100,10 +130,11 @@ def fit(cfg, ds) -> recipe.Trained:
         optimizer, max_lr=float(t.learning_rate), total_steps=total, pct_start=warmup
     )
     augment = make_augment(arch.augment)
+    dtype = autocast_dtype(str(cfg.precision), device)
     tty = sys.stdout.isatty()
     tag = f"[{cfg.project}:{cfg.variant}]"
     print(f"{tag} {sum(p.numel() for p in net.parameters()):,} parameters on {device}, "
-          f"{epochs} epochs x {steps} steps of {batch}", flush=True)
+          f"{epochs} epochs x {steps} steps of {batch}, {'bfloat16 autocast' if dtype else 'float32'}", flush=True)
 
     prune = sweep.pruning_callbacks("pytorch")  # inside a sweep only: report epochs, prune
     started = time.perf_counter()
@@ -116,8 +147,9 @@ def fit(cfg, ds) -> recipe.Trained:
             idx = order[step * batch : (step + 1) * batch]
             x = augment(as_float(X_train[idx], memory_format))
             target = y_train[idx]
-            logits = net(x)
-            loss = F.cross_entropy(logits, target, label_smoothing=float(t.label_smoothing))
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                logits = net(x)
+                loss = F.cross_entropy(logits, target, label_smoothing=float(t.label_smoothing))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -68,7 +68,26 @@ def compose(project_dir: Path, overrides: list[str], optional: tuple[str, ...] =
     missing = sorted(set(OmegaConf.missing_keys(cfg)) - set(optional))
     if missing:
         raise UserError(f"missing required config value(s): {', '.join(missing)}")
+    arch_defaults(cfg)
     return cfg
+
+
+def arch_defaults(cfg: DictConfig) -> None:
+    """A 0 in `train` or `optimizer` (the MLproject's default for epochs, batch_size and
+    learning_rate) takes the variant's own value at the same key under `arch`
+    (`arch.train.epochs`, `arch.optimizer.learning_rate`): an MLP and a CNN want different
+    schedules, and `-P epochs=3` still sets it for either. Filled in here, so the logged
+    config shows the value that was used."""
+    arch = cfg.get("arch")
+    if not isinstance(arch, DictConfig):
+        return
+    for section in ("train", "optimizer"):
+        own, top = arch.get(section), cfg.get(section)
+        if not isinstance(own, DictConfig) or not isinstance(top, DictConfig):
+            continue
+        for key, value in own.items():
+            if key in top and top[key] in (0, None):
+                top[key] = value
 
 
 def flatten(cfg: DictConfig) -> dict[str, str]:

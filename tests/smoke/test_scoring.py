@@ -7,6 +7,7 @@ import signal
 import subprocess
 import time
 
+import helpers
 import mlflow
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -21,19 +22,8 @@ DAY4 = "2026-01-04T00:00:00+00:00/2026-01-05T00:00:00+00:00"
 META = ["model_name", "model_version", "model_run_id", "scoring_run_id", "scored_at"]
 
 
-def mlflow_run(uri: str, project: str, *params: str, entry: str = "main", experiment: str = "scoring",
-               env: dict | None = None, cwd=None) -> ProjectRun:
-    argv = [MLFLOW, "run", str(REPO / "projects" / project), "-e", entry, "--env-manager", "virtualenv",
-            "--experiment-name", experiment]
-    for p in params:
-        argv += ["-P", p]
-    client = mlflow.MlflowClient(uri)
-    before = {r.info.run_id for r in all_runs(client)}
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=900, cwd=cwd,
-                          env={**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true",
-                               **(env or {})})
-    new = [r for r in all_runs(client) if r.info.run_id not in before]
-    return ProjectRun(proc.returncode, proc.stdout, proc.stderr, new[0] if new else None)
+def mlflow_run(uri: str, project: str, *params: str, experiment: str = "scoring", **kw) -> ProjectRun:
+    return helpers.mlflow_run(uri, project, *params, experiment=experiment, timeout=900, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -239,7 +229,8 @@ def test_image_model_scores_idx_images(tmp_path):
                          env=env)
     assert trained.returncode == 0, trained.stderr[-3000:]
     out = tmp_path / "mnist_predictions"
-    result = mlflow_run(uri, "xgboost", f"output={out}", entry="predict", env=env, experiment="mnist-xgboost-scoring")
+    result = mlflow_run(uri, "xgboost", f"output={out}", entry="predict", env=env, experiment="mnist-xgboost-scoring",
+                        cli=True)
     assert result.returncode == 0, result.stderr[-3000:]
     table = read(out)
     assert table.num_rows == 200  # the fixture's test images

@@ -14,7 +14,7 @@ import time
 
 import mlflow
 import pytest
-from helpers import FIXTURE_DATA, MLFLOW, REPO, ProjectRun, all_runs, registered_versions
+from helpers import FIXTURE_DATA, REPO, ProjectRun, all_runs, mlflow_run, registered_versions
 
 pytestmark = pytest.mark.smoke
 
@@ -25,18 +25,9 @@ TINY = "model.num_boost_round=5 gate.threshold=0.1"  # the fixture cannot reach 
 def run_sweep(tracking_uri, tmp_path):
     """`mlflow run projects/<project> -e sweep -P ...`; the run it created and its children."""
 
-    def _run(project: str, *params: str, experiment: str = "sweeps", timeout: int = 1800) -> ProjectRun:
-        argv = [MLFLOW, "run", str(REPO / "projects" / project), "-e", "sweep", "--env-manager", "virtualenv",
-                "--experiment-name", experiment]
-        for p in params:
-            argv += ["-P", p]
-        env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "MLRECIPES_DATA_DIR": str(FIXTURE_DATA),
-               "MLFLOW_DISABLE_TELEMETRY": "true"}
-        client = mlflow.MlflowClient(tracking_uri)
-        before = {r.info.run_id for r in all_runs(client)}
-        proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=timeout)
-        new = [r for r in all_runs(client) if r.info.run_id not in before and "mlflow.parentRunId" not in r.data.tags]
-        return ProjectRun(proc.returncode, proc.stdout, proc.stderr, new[0] if new else None)
+    def _run(project: str, *params: str, experiment: str = "sweeps", cli: bool = False) -> ProjectRun:
+        return mlflow_run(tracking_uri, project, *params, entry="sweep", experiment=experiment, cwd=tmp_path,
+                          cli=cli, env={"MLRECIPES_DATA_DIR": str(FIXTURE_DATA)})
 
     return _run
 
@@ -56,7 +47,7 @@ def study(tracking_uri: str, name: str):
 
 
 def test_lightgbm_sweep_parent_children_best_registered(run_sweep, tracking_uri):
-    result = run_sweep("lightgbm", "trials=3", "limit=300", f"overrides={TINY}")
+    result = run_sweep("lightgbm", "trials=3", "limit=300", f"overrides={TINY}", cli=True)
     assert result.returncode == 0, result.stderr[-4000:]
     parent = result.run
     assert parent.info.status == "FINISHED"

@@ -1,4 +1,4 @@
-"""Lakehouse tables through the real `mlflow run` of both GBDT projects, on the fixture tick table."""
+"""Lakehouse tables through real MLflow Project runs of both GBDT projects, on the fixture tick table."""
 
 import gzip
 import hashlib

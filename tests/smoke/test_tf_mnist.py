@@ -1,4 +1,4 @@
-"""tf_mnist through the real `mlflow run` CLI, in the project's own environment, on the fixture."""
+"""tf_mnist as real MLflow Project runs (the main test through the `mlflow run` CLI), on the fixture."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def project_python(proj) -> str:
 def test_variant_trains_logs_and_registers(run_project, tracking_uri, arch):
     epochs = 2
     # An absolute gate of 0 so the alias moves whatever two epochs on 540 images reach.
-    proj = run_project("tf_mnist", f"arch={arch}", f"epochs={epochs}", "overrides=gate.threshold=0")
+    proj = run_project("tf_mnist", f"arch={arch}", f"epochs={epochs}", "overrides=gate.threshold=0", cli=True)
     assert proj.returncode == 0, proj.stderr[-3000:]
     run = proj.run
     assert run.info.status == "FINISHED"

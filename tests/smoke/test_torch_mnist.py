@@ -1,4 +1,4 @@
-"""projects/torch_mnist through the real `mlflow run` CLI, in the project's own environment."""
+"""torch_mnist as real MLflow Project runs (the main test through the `mlflow run` CLI)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def _history(client, run_id: str, key: str) -> list[tuple[int, float]]:
 
 @pytest.mark.parametrize("arch", ["mlp", "cnn"])
 def test_variant_trains_logs_and_registers(run_project, tracking_uri, arch):
-    result = run_project("torch_mnist", f"arch={arch}", f"epochs={EPOCHS}", "device=cpu", LOW_GATE)
+    result = run_project("torch_mnist", f"arch={arch}", f"epochs={EPOCHS}", "device=cpu", LOW_GATE, cli=True)
     assert result.returncode == 0, result.stderr[-3000:]
     run = result.run
     assert run.info.status == "FINISHED"

@@ -1,4 +1,4 @@
-"""XGBoost and LightGBM through the real `mlflow run` CLI, in their own environments."""
+"""XGBoost and LightGBM as real MLflow Project runs (the main test through the `mlflow run` CLI)."""
 
 import gzip
 import shutil
@@ -24,7 +24,7 @@ def artifacts(run_id: str) -> set[str]:
 @pytest.mark.smoke
 @pytest.mark.parametrize("project", ["xgboost", "lightgbm"])
 def test_mnist_run_end_to_end(run_project, tracking_uri, project):
-    result = run_project(project, "num_boost_round=40", f"overrides={LOW_GATE} seed=7")
+    result = run_project(project, "num_boost_round=40", f"overrides={LOW_GATE} seed=7", cli=True)
     assert result.returncode == 0, result.stderr[-3000:]
     run = result.run
     assert run.info.status == "FINISHED"

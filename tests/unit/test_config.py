@@ -49,3 +49,19 @@ def test_compose_errors_are_one_line(overrides, message):
 def test_unknown_option_is_rejected():
     with pytest.raises(UserError, match="unknown option '--foo'"):
         config.parse_argv(["--foo", "1"])
+
+
+@pytest.mark.parametrize("project", ["tf_mnist", "torch_mnist"])
+def test_a_zero_takes_the_arch_default_and_a_value_overrides_it(project):
+    root = XGB.parent / project
+    lr = "optimizer.learning_rate" if project == "tf_mnist" else "train.learning_rate"
+    section, key = lr.split(".")
+    for arch in ("mlp", "cnn"):
+        # what the MLproject passes by default: 0 for epochs, batch_size and learning_rate
+        cfg = config.compose(root, [f"arch={arch}", "train.epochs=0", "train.batch_size=0", f"{lr}=0"])
+        assert cfg.train.epochs == cfg.arch.train.epochs >= 1
+        assert cfg.train.batch_size == cfg.arch.train.batch_size >= 1
+        assert cfg[section][key] == cfg.arch[section][key] > 0
+        assert config.flatten(cfg)["train.epochs"] == str(cfg.arch.train.epochs)  # the logged value
+        cfg = config.compose(root, [f"arch={arch}", "train.epochs=3", f"{lr}=0.01"])
+        assert cfg.train.epochs == 3 and cfg[section][key] == 0.01
