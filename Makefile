@@ -39,8 +39,10 @@ history: setup  ## make history MODEL=mnist-xgboost: every move of the champion 
 	@test -n "$$MODEL" || { echo "error: usage: make history MODEL=<model>" >&2; exit 2; }
 	$(PY) -m mlrecipes.registry history "$$MODEL"
 
-test: setup  ## every test: unit, smoke (real `mlflow run`), airflow, stack, browser
-	$(PY) -m pytest
+# The smoke runs spend much of their time single-threaded (imports, logging), so two workers
+# share the 2 cores well; the airflow, stack and browser tests start servers and run alone.
+test: setup  ## every test: smoke (real MLflow Project runs, two workers), then unit, airflow, stack, browser
+	$(PY) -m pytest -n 2 --dist loadfile tests/smoke; smoke=$$?; $(PY) -m pytest --ignore=tests/smoke && exit $$smoke
 
 test-fast: setup  ## unit tests only (no project environments needed)
 	$(PY) -m pytest tests/unit
@@ -60,8 +62,9 @@ airflow-stop:  ## stop local Airflow; running tasks end their MLflow runs KILLED
 airflow-trigger: setup  ## make airflow-trigger DAG=mlrecipes_xgboost CONF='{"limit": 1000}'
 	airflow/local.sh trigger "$$DAG" "$$CONF"
 
-bench: setup  ## full-MNIST benchmark of every variant -> bench/results.json + README table
+bench: setup  ## full-MNIST benchmark of every variant and the peers, then the fixed cost of a tiny run -> bench/results*, README tables
 	$(PY) bench/run.py
+	$(PY) bench/fixed_cost.py
 
 up:  ## full stack (PostgreSQL, MLflow server, Airflow 3) with Docker Compose; needs .env (docs/stack.md)
 	test -f .env || python3 compose/make_env.py

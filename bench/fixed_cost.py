@@ -89,6 +89,32 @@ def profile_steps(job: str, params: dict, env: dict) -> dict:
     return {"train_py_wall_s": round(wall, 2), "profiled_s": round(total, 2), "steps_s": steps}
 
 
+def write_readme(results: dict) -> None:
+    """The table between the README's fixed-cost markers."""
+    jobs = results["jobs"]
+    labels = list(next(iter(jobs.values()))["steps_s"])
+    rows = ["| step (train.py under cProfile, s) | " + " | ".join(jobs) + " |",
+            "| --- |" + " ---: |" * len(jobs)]
+    for label in labels:
+        rows.append(f"| {label} | " + " | ".join(f"{j['steps_s'][label]:.2f}" for j in jobs.values()) + " |")
+    rows.append("| **train.py alone, wall** | "
+                + " | ".join(f"**{j['train_py_wall_s']:.1f}**" for j in jobs.values()) + " |")
+    rows.append("| **through the launcher, wall (median)** | "
+                + " | ".join(f"**{j['launcher_s']:.1f}**" for j in jobs.values()) + " |")
+    first = next(j for j in jobs.values() if j.get("first_run_is_new_store"))
+    job = next(name for name, j in jobs.items() if j is first)
+    rows.append(f"\nMeasured {results['date']} (`bench/fixed_cost.py`): tiny runs on the fixture (2 rounds or 1 "
+                f"epoch on 300 images). The first run on a new store ({job}, creating the SQLite file) took "
+                f"{first['first_run_s']:.1f} s against {first['launcher_s']:.1f} s warm.")
+    readme = REPO / "README.md"
+    text = readme.read_text()
+    start, end = "<!-- fixed-cost:start -->", "<!-- fixed-cost:end -->"
+    if start not in text:
+        return
+    head, rest = text.split(start, 1)
+    readme.write_text(f"{head}{start}\n" + "\n".join(rows) + f"\n{end}{rest.split(end, 1)[1]}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--jobs", nargs="*", default=list(TINY))
@@ -114,6 +140,8 @@ def main() -> int:
     out = REPO / "bench" / "results" / "fixed_cost.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
+    if set(args.jobs) == set(TINY):
+        write_readme(results)
     return 0
 
 

@@ -8,7 +8,8 @@ results markers). Per variant: test accuracy, training wall time (the run's `tra
 whole-run wall time, peak RSS of the run's whole process tree (sampled). Ours run with
 `eval.test_every` on and each peer prints its own test accuracy per epoch / every 5 rounds, so
 every run has a curve of test accuracy against training seconds (evaluation left out); from the
-curves: time to each threshold and the ratio peer ÷ ours. Also the warm overhead over calling
+curves: time to each threshold and the ratio peer ÷ ours (at the peer's best accuracy when it never
+reaches the threshold). Also the warm overhead over calling
 train.py directly, through the launcher and through the `mlflow run` CLI, and the import time of
 the Airflow DAG file. Environments should be warm (run `make test` or one run first).
 """

@@ -151,3 +151,15 @@ def _chdir(path):
         yield
     finally:
         os.chdir(saved)
+
+
+def project_python(project: str) -> Path:
+    """The interpreter of the environment MLflow built for projects/<project> (MLflow's own naming)."""
+    from mlflow.utils.environment import _PythonEnv
+    from mlflow.utils.virtualenv import _get_mlflow_virtualenv_root, _get_virtualenv_name
+
+    root = REPO / "projects" / project
+    name = _get_virtualenv_name(_PythonEnv.from_yaml(root / "python_env.yaml"), root)
+    python = Path(_get_mlflow_virtualenv_root()) / name / "bin" / "python"
+    assert python.exists(), f"no project environment at {python}; the project run should have built it"
+    return python

@@ -1,5 +1,6 @@
 """PyTorch MLP and CNN on the shared recipe: only the model and its training loop live here."""
 
+import math
 import os
 import sys
 import time
@@ -116,7 +117,7 @@ def fit(cfg, ds) -> recipe.Trained:
     X_val, y_val = as_images(ds.X_val, device), torch.from_numpy(ds.y_val).to(device)
     n, epochs = len(y_train), int(t.epochs)
     # Tiny sets (smoke tests, limit=300): smaller batches so the one-cycle schedule gets >= 4 steps.
-    batch = max(min(int(t.batch_size), n * epochs // 4), 1)
+    batch = max(min(int(t.batch_size), n // math.ceil(4 / epochs)), 1)
     steps = n // batch  # each epoch reshuffles, so dropping the last partial batch loses nothing
     optimizer = torch.optim.AdamW(
         net.parameters(), lr=float(t.learning_rate), weight_decay=float(arch.optimizer.weight_decay)

@@ -10,7 +10,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-from helpers import FIXTURE_DATA, registered_versions
+from helpers import FIXTURE_DATA, project_python, registered_versions
 
 from mlrecipes.data import flat_float, read_idx
 
@@ -26,13 +26,6 @@ import numpy as np
 model = mlflow.pyfunc.load_model(sys.argv[1])
 np.save(sys.argv[3], np.asarray(model.predict(np.load(sys.argv[2]))))
 """
-
-
-def project_python(proj) -> str:
-    """The interpreter of the environment `mlflow run` built and used for this run."""
-    found = re.search(r"source (\S+)/bin/activate", proj.stderr)
-    assert found, "mlflow run did not report the environment it activated"
-    return str(Path(found.group(1)) / "bin" / "python")
 
 
 @pytest.mark.smoke
@@ -95,7 +88,7 @@ def test_champion_predicts_digits(run_project, tracking_uri, tmp_path):
     labels = read_idx(mnist / "t10k-labels-idx1-ubyte.gz").astype(np.int64)
     np.save(tmp_path / "images.npy", flat_float(read_idx(mnist / "t10k-images-idx3-ubyte.gz")))
     subprocess.run(
-        [project_python(proj), "-c", PREDICT, "models:/mnist-tf-cnn@champion",
+        [str(project_python("tf_mnist")), "-c", PREDICT, "models:/mnist-tf-cnn@champion",
          str(tmp_path / "images.npy"), str(tmp_path / "proba.npy")],
         env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}, check=True, timeout=600,
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from helpers import FIXTURE_DATA, REPO, registered_versions
+from helpers import FIXTURE_DATA, REPO, project_python, registered_versions
 
 pytestmark = pytest.mark.smoke
 
@@ -95,17 +95,6 @@ def test_same_seed_same_metrics(run_project, tracking_uri):
         assert _history(client, first, key) == _history(client, second, key), key
 
 
-def _project_python() -> Path:
-    """The interpreter of the environment `mlflow run` built for this project (it has torch)."""
-    from mlflow.utils.environment import _PythonEnv
-    from mlflow.utils.virtualenv import _get_mlflow_virtualenv_root, _get_virtualenv_name
-
-    name = _get_virtualenv_name(_PythonEnv.from_yaml(PROJECT / "python_env.yaml"), PROJECT)
-    python = Path(_get_mlflow_virtualenv_root()) / name / "bin" / "python"
-    assert python.exists(), f"no project environment at {python}; `mlflow run` should have built it"
-    return python
-
-
 # Runs inside the project's environment: the orchestration venv has no torch.
 PREDICT = """
 import json, sys
@@ -127,7 +116,7 @@ def test_champion_loads_through_pyfunc_and_predicts_digits(run_project, tracking
     images = FIXTURE_DATA / "mnist" / "t10k-images-idx3-ubyte.gz"
     labels = read_idx(FIXTURE_DATA / "mnist" / "t10k-labels-idx1-ubyte.gz")
     proc = subprocess.run(
-        [str(_project_python()), "-c", PREDICT, "models:/mnist-torch-cnn@champion",
+        [str(project_python("torch_mnist")), "-c", PREDICT, "models:/mnist-torch-cnn@champion",
          str(REPO / "src"), str(images)],
         capture_output=True, text=True, timeout=600,
         env={"MLFLOW_TRACKING_URI": tracking_uri, "PATH": "/usr/bin:/bin"},
