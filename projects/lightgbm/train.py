@@ -1,6 +1,7 @@
 """LightGBM on the shared recipe: only the model code lives here."""
 
 import os
+import time
 
 # OpenMP threads that spin while they wait: on a busy worker (other jobs, other tenants) each
 # barrier waits for a descheduled thread while its partner burns the core. Measured on this
@@ -13,6 +14,7 @@ os.environ.setdefault("MIMALLOC_PURGE_DELAY", "0")
 
 import lightgbm as lgb  # noqa: E402
 import mlflow  # noqa: E402
+from mlflow.entities import Metric  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from mlrecipes import recipe, sweep  # noqa: E402
@@ -38,16 +40,30 @@ def test_curve(curve: recipe.TestCurve):
     return callback
 
 
-def log_rounds(env: lgb.callback.CallbackEnv) -> None:
+class LogRounds:
     """Per-round train/validation metrics, named as autolog names them (`validation-multi_logloss`),
-    step = round, queued and written in batches by MLflow's async logging.
+    step = round, written in one call every `every` rounds and at the end (`flush`; a training that
+    fails loses at most the last `every - 1` rounds' points).
 
     By hand instead of `mlflow.lightgbm.autolog`: autolog always draws both feature-importance
     charts with one bar per feature and has no switch for it; for MNIST's 784 pixels that is two
     80-inch-tall PNGs, ~7 s of every run (measured: a 2-round run on 300 images took 7.1 s in fit).
+    Batched rather than MLflow's async logging, whose queue added ~0.8 s to closing every run.
     """
-    mlflow.log_metrics({f"{data}-{name}": value for data, name, value, *_ in env.evaluation_result_list},
-                       step=env.iteration, synchronous=False)
+
+    def __init__(self, every: int = 5):
+        self.every, self.pending = every, []
+
+    def __call__(self, env: lgb.callback.CallbackEnv) -> None:
+        self.pending += [Metric(f"{data}-{name}", float(value), int(time.time() * 1000), env.iteration)
+                         for data, name, value, *_ in env.evaluation_result_list]
+        if (env.iteration + 1) % self.every == 0:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            mlflow.MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=self.pending)
+            self.pending = []
 
 
 def log_importance(booster, features: list[str]) -> None:
@@ -80,6 +96,7 @@ def fit(cfg, ds) -> recipe.Trained:
     params = {"metric": metrics, **OmegaConf.to_container(m.params), "objective": objective, "seed": cfg.seed}
     if ds.objective == "multiclass":
         params["num_class"] = ds.num_classes
+    rounds = LogRounds()
     try:
         booster = lgb.train(
             params,
@@ -90,15 +107,16 @@ def fit(cfg, ds) -> recipe.Trained:
             callbacks=[
                 lgb.early_stopping(int(m.early_stopping_rounds), first_metric_only=True, verbose=True),
                 lgb.log_evaluation(int(m.log_every)),
-                log_rounds,
+                rounds,
                 *sweep.pruning_callbacks("lightgbm"),  # inside a sweep only: report rounds, prune
                 *([test_curve(curve)] if curve.every else []),
             ],
         )
     except lgb.basic.LightGBMError as exc:  # bad params surface here, e.g. num_leaves=1
         raise UserError(f"lightgbm rejected the parameters: {str(exc).splitlines()[0]}") from None
-    # The booster's parameters as LightGBM took them (objective, num_class, metric included).
-    mlflow.log_params({k: v for k, v in params.items() if k != "metric"} | {"metric": ",".join(metrics)})
+    rounds.flush()
+    # What the task chose (the rest of the booster's parameters are the config's model.params.*).
+    mlflow.log_params({"objective": objective, "metric": ",".join(metrics), "num_class": ds.num_classes})
     mlflow.log_metrics({"best_iteration": booster.best_iteration, "stopped_iteration": booster.current_iteration()})
     log_importance(booster, booster.feature_name())
 

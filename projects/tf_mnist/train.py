@@ -121,8 +121,7 @@ def fit(cfg, ds) -> recipe.Trained:
     epochs, batch_size = int(t.epochs), int(t.batch_size)
     model.compile(
         optimizer=optimizer(cfg.optimizer, epochs * math.ceil(len(X_train) / batch_size)),
-        # One-hot targets: Keras' sparse cross-entropy has no label smoothing.
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=float(t.label_smoothing)),
+        loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
     summary = []
@@ -131,8 +130,8 @@ def fit(cfg, ds) -> recipe.Trained:
 
     model.fit(
         X_train,
-        keras.utils.to_categorical(ds.y_train, ds.num_classes),
-        validation_data=(X_val, keras.utils.to_categorical(ds.y_val, ds.num_classes)),
+        ds.y_train,
+        validation_data=(X_val, ds.y_val),
         epochs=epochs,
         batch_size=batch_size,
         callbacks=[EpochMetrics(), *sweep.pruning_callbacks("keras"),  # pruning: inside a sweep only
