@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from readme_block import write_block
+
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / "bench" / "work"
 FIXTURES = REPO / "tests" / "fixtures"
@@ -106,13 +108,7 @@ def write_readme(results: dict) -> None:
     rows.append(f"\nMeasured {results['date']} (`bench/fixed_cost.py`): tiny runs on the fixture (2 rounds or 1 "
                 f"epoch on 300 images). The first run on a new store ({job}, creating the SQLite file) took "
                 f"{first['first_run_s']:.1f} s against {first['launcher_s']:.1f} s warm.")
-    readme = REPO / "README.md"
-    text = readme.read_text()
-    start, end = "<!-- fixed-cost:start -->", "<!-- fixed-cost:end -->"
-    if start not in text:
-        return
-    head, rest = text.split(start, 1)
-    readme.write_text(f"{head}{start}\n" + "\n".join(rows) + f"\n{end}{rest.split(end, 1)[1]}")
+    write_block("fixed-cost", "\n".join(rows))
 
 
 def main() -> int:

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import psutil
+from readme_block import write_block
 
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / "bench" / "work"
@@ -298,11 +299,7 @@ def write_readme(results: dict) -> None:
     if results.get("dag_import_seconds") is not None:
         notes.append(f"Airflow DAG file import: {results['dag_import_seconds']:.2f} s.")
     block = "\n".join(rows + notes)
-    readme = REPO / "README.md"
-    text = readme.read_text()
-    start, end = "<!-- results:start -->", "<!-- results:end -->"
-    head, rest = text.split(start, 1)
-    readme.write_text(f"{head}{start}\n{block}\n{end}{rest.split(end, 1)[1]}")
+    write_block("results", block)
 
 
 def main() -> int:

@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from readme_block import write_block
 from run import MLFLOW, REPO, WORK, machine, measure
 
 sys.path.insert(0, str(REPO / "tests" / "fixtures"))
@@ -95,11 +96,7 @@ def write_readme(results: dict) -> None:
     rows.append(f"\n{results['rows']:,} rows x {results['features']} features + symbol, venue; time split; "
                 f"{results['rounds']} rounds at most. Machine: {m['cpus']} CPUs ({m['cpu_model']}), "
                 f"{m['memory_gb']} GB; measured {results['date']}.")
-    readme = REPO / "README.md"
-    text = readme.read_text()
-    start, end = "<!-- tables:start -->", "<!-- tables:end -->"
-    head, rest = text.split(start, 1)
-    readme.write_text(f"{head}{start}\n" + "\n".join(rows) + f"\n{end}{rest.split(end, 1)[1]}")
+    write_block("tables", "\n".join(rows))
 
 
 if __name__ == "__main__":
