@@ -48,7 +48,7 @@ STEPS = [
     ("fit (the project's code)", "train.py", "fit"),
     ("evaluate: metrics + artifacts", "mlrecipes/evaluate.py", "evaluate"),
     ("training-curves plot", "mlrecipes/evaluate.py", "log_training_curves"),
-    ("log the model", "train.py", "log_model"),
+    ("log the model (flavor save, requirements, serving check)", "mlflow/models/model.py", "log"),
     ("registry + gate", "mlrecipes/registry.py", "register_and_gate"),
     ("close the run", "mlrecipes/recipe.py", "_end"),
 ]
@@ -99,7 +99,7 @@ def write_readme(results: dict) -> None:
             "| --- |" + " ---: |" * len(jobs)]
     for label in labels:
         rows.append(f"| {label} | " + " | ".join(f"{j['steps_s'][label]:.2f}" for j in jobs.values()) + " |")
-    rows.append("| **train.py alone, wall** | "
+    rows.append("| **train.py alone under cProfile, wall** | "
                 + " | ".join(f"**{j['train_py_wall_s']:.1f}**" for j in jobs.values()) + " |")
     rows.append("| **through the launcher, wall (median)** | "
                 + " | ".join(f"**{j['launcher_s']:.1f}**" for j in jobs.values()) + " |")
