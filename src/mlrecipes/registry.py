@@ -15,6 +15,7 @@ reads those tags back across the versions, newest first.
 from __future__ import annotations
 
 import argparse
+import functools
 import getpass
 import json
 import math
@@ -332,6 +333,19 @@ def _require_reason(force: bool, reason: str | None) -> None:
         raise UserError("--force needs --reason TEXT: the reason is recorded on the version")
 
 
+def registry_locked(fn):
+    """Run fn (read the holder, decide, move the alias) under the registry lock the gate takes, so a
+    promote or rollback and a training's gate finishing together cannot interleave (SQLite stores;
+    store_lock does nothing for a tracking server)."""
+    @functools.wraps(fn)
+    def locked(client, *args, **kwargs):
+        with store_lock(client.tracking_uri, "registry"):
+            return fn(client, *args, **kwargs)
+
+    return locked
+
+
+@registry_locked
 def promote(client, name: str, version: str, *, alias: str = "champion", force: bool = False,
             reason: str | None = None, command: str = "promote") -> dict:
     """Move `alias` to `version` if it passes the gate against the current holder (or if forced)."""
@@ -360,6 +374,7 @@ def promote(client, name: str, version: str, *, alias: str = "champion", force: 
                       reason=reason.strip(), forced=force)
 
 
+@registry_locked
 def rollback(client, name: str, to: str | None = None, *, alias: str = "champion", force: bool = False,
              reason: str | None = None, command: str = "rollback") -> dict:
     """Move `alias` back to the previous champion (or to version `to`)."""

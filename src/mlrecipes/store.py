@@ -10,7 +10,8 @@ leaving the store half-migrated. So the launcher opens the store under an flock 
 
 The registry's gate (read the champion, register, move the alias) is three calls; two runs
 finishing together could both read the old champion and the worse one take the alias last. On
-SQLite the gate runs under a second flock; a tracking server serializes nothing for us.
+SQLite the gate, and the promote / rollback commands, run under a second flock; a tracking server
+serializes nothing for us.
 """
 
 from __future__ import annotations

@@ -155,6 +155,21 @@ def test_promote_through_the_gate(three, capsys):
     assert "test_accuracy 0.95 reaches the threshold 0.9" in record["reason"]
 
 
+def test_promote_waits_for_a_gate_holding_the_registry_lock(three, tracking_uri):
+    import threading
+
+    from mlrecipes.store import store_lock
+
+    gated("m", {"test_accuracy": 0.95}, OmegaConf.merge(GATE, {"promote": False}))  # v4
+    done = threading.Event()
+    with store_lock(tracking_uri, "registry"):  # what register_and_gate holds while it decides
+        worker = threading.Thread(target=lambda: (registry.promote(mlflow.MlflowClient(), "m", "4"), done.set()))
+        worker.start()
+        assert not done.wait(1.0) and champion("m") == "2"  # blocked: the alias has not moved
+    worker.join(30)
+    assert done.is_set() and champion("m") == "4"
+
+
 def test_promote_refused_by_the_gate_leaves_the_alias(three, capsys):
     code, out, err = cli(capsys, "promote", "m", "3")
     assert code == 2 and champion("m") == "2"
