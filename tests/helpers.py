@@ -7,8 +7,9 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from contextlib import contextmanager
+from contextlib import chdir, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,7 +62,8 @@ def mlflow_run(uri: str, project: str, *params: str, entry: str = "main", experi
     as the launcher calls it, with the same environment build, command and run bookkeeping. The
     `mlflow run` CLI first spends ~3 s importing MLflow's server modules, on every one of the
     smoke suite's ~80 runs; `cli=True` runs the CLI itself (each project's main test does, so
-    `mlflow run projects/<p> -P ...` stays covered as users type it).
+    `mlflow run projects/<p> -P ...` stays covered as users type it). Either way a run past
+    `timeout` seconds is killed and raises subprocess.TimeoutExpired.
     """
     import mlflow
 
@@ -76,18 +78,21 @@ def mlflow_run(uri: str, project: str, *params: str, entry: str = "main", experi
         proc = subprocess.run(argv, capture_output=True, text=True, env=run_env, cwd=cwd, timeout=timeout)
         code, out, err = proc.returncode, proc.stdout, proc.stderr
     else:
-        code, out, err = _projects_run(uri, project, entry, experiment, params, run_env, cwd)
+        code, out, err = _projects_run(uri, project, entry, experiment, params, run_env, cwd, timeout)
     new = [r for r in all_runs(client) if r.info.run_id not in before and "mlflow.parentRunId" not in r.data.tags]
     return ProjectRun(code, out, err, new[0] if new else None)
 
 
-def _projects_run(uri, project, entry, experiment, params, env, cwd) -> tuple[int, str, str]:
+def _projects_run(uri, project, entry, experiment, params, env, cwd, timeout) -> tuple[int, str, str]:
     import mlflow
     import mlflow.projects
     from mlflow.exceptions import ExecutionException, MlflowException
 
+    from mlrecipes.jobs import environ_replaced
+
     parameters = dict(p.split("=", 1) for p in params)
-    with _output() as (out, err), _environ(env), _chdir(cwd):
+    with _output() as (out, err), environ_replaced(env), chdir(cwd) if cwd else nullcontext(), \
+            _killed_after(timeout) as expired:
         mlflow.set_tracking_uri(uri)
         code = 0
         try:
@@ -99,7 +104,35 @@ def _projects_run(uri, project, entry, experiment, params, env, cwd) -> tuple[in
         except MlflowException as exc:  # rejected before the project started, e.g. a bad parameter type
             code = 1
             os.write(2, f"mlflow.exceptions.MlflowException: {exc.message}\n".encode())
+    if expired.is_set():  # as subprocess.run(timeout=...) does for the CLI
+        raise subprocess.TimeoutExpired(f"mlflow.projects.run {project} -e {entry}", timeout, out.text, err.text)
     return code, out.text, err.text
+
+
+@contextmanager
+def _killed_after(timeout: float):
+    """Past `timeout` seconds, SIGKILL every process started under this one since entering (the
+    project's shell and train.py; not the session's servers, e.g. moto); yields an Event that says
+    whether that happened."""
+    import psutil
+
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+    expired = threading.Event()
+
+    def kill():
+        expired.set()
+        for p in me.children(recursive=True):
+            if p.pid not in before:
+                with suppress(psutil.Error):
+                    p.kill()
+
+    timer = threading.Timer(timeout, kill)
+    timer.start()
+    try:
+        yield expired
+    finally:
+        timer.cancel()
 
 
 class _Captured:
@@ -130,36 +163,10 @@ def _output():
             f.close()
 
 
-@contextmanager
-def _environ(env: dict):
-    saved = dict(os.environ)
-    os.environ.clear()
-    os.environ.update({k: str(v) for k, v in env.items()})
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+def project_python(job: str) -> Path:
+    """The interpreter of the environment MLflow built for a job's project (conf/schedule.yaml)."""
+    from mlrecipes import envs, schedule
 
-
-@contextmanager
-def _chdir(path):
-    saved = os.getcwd()
-    if path is not None:
-        os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(saved)
-
-
-def project_python(project: str) -> Path:
-    """The interpreter of the environment MLflow built for projects/<project> (MLflow's own naming)."""
-    from mlflow.utils.environment import _PythonEnv
-    from mlflow.utils.virtualenv import _get_mlflow_virtualenv_root, _get_virtualenv_name
-
-    root = REPO / "projects" / project
-    name = _get_virtualenv_name(_PythonEnv.from_yaml(root / "python_env.yaml"), root)
-    python = Path(_get_mlflow_virtualenv_root()) / name / "bin" / "python"
+    python = envs.env_dir_for(schedule.load_schedule().job(job)) / "bin" / "python"
     assert python.exists(), f"no project environment at {python}; the project run should have built it"
     return python

@@ -21,7 +21,6 @@ from mlrecipes import recipe, sweep  # noqa: E402
 from mlrecipes.data import tabular  # noqa: E402
 from mlrecipes.errors import UserError, require  # noqa: E402
 
-MAX_IMPORTANCE_FEATURES = 100
 # Objective and evaluation metrics by kind of target; early stopping watches the first metric.
 OBJECTIVES = {
     "multiclass": ("multiclass", ["multi_logloss", "multi_error"]),
@@ -71,7 +70,7 @@ def log_importance(booster, features: list[str]) -> None:
     for kind in ("split", "gain"):
         importance = booster.feature_importance(importance_type=kind)
         mlflow.log_dict(dict(zip(features, importance.tolist(), strict=True)), f"feature_importance_{kind}.json")
-        if len(features) > MAX_IMPORTANCE_FEATURES:
+        if len(features) > recipe.MAX_IMPORTANCE_FEATURES:
             continue
         import matplotlib.pyplot as plt
 
@@ -116,7 +115,8 @@ def fit(cfg, ds) -> recipe.Trained:
         raise UserError(f"lightgbm rejected the parameters: {str(exc).splitlines()[0]}") from None
     rounds.flush()
     # What the task chose (the rest of the booster's parameters are the config's model.params.*).
-    mlflow.log_params({"objective": objective, "metric": ",".join(metrics), "num_class": ds.num_classes})
+    chosen = {k: params[k] for k in ("objective", "num_class") if k in params}
+    mlflow.log_params({**chosen, "metric": ",".join(metrics)})
     mlflow.log_metrics({"best_iteration": booster.best_iteration, "stopped_iteration": booster.current_iteration()})
     log_importance(booster, booster.feature_name())
 

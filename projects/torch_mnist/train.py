@@ -31,6 +31,7 @@ def pick_device(name: str) -> torch.device:
 
 
 PRECISIONS = ("auto", "float32", "bfloat16")
+CPU_BF16 = {"avx512_bf16", "amx_bf16"}  # /proc/cpuinfo flags of CPUs that compute bfloat16 natively
 
 
 def autocast_dtype(name: str, device: torch.device) -> torch.dtype | None:
@@ -47,9 +48,6 @@ def autocast_dtype(name: str, device: torch.device) -> torch.dtype | None:
                   else bool(CPU_BF16 & set(cpu_flags())))
         name = "bfloat16" if native else "float32"
     return torch.bfloat16 if name == "bfloat16" else None
-
-
-CPU_BF16 = {"avx512_bf16", "amx_bf16"}
 
 
 def cpu_flags() -> list[str]:

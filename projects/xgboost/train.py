@@ -19,7 +19,6 @@ from mlrecipes import recipe, sweep  # noqa: E402
 from mlrecipes.data import tabular  # noqa: E402
 from mlrecipes.errors import UserError, require  # noqa: E402
 
-MAX_IMPORTANCE_FEATURES = 100
 # Objective and evaluation metrics by kind of target; early stopping watches the last metric.
 OBJECTIVES = {
     "multiclass": ("multi:softprob", ["mlogloss", "merror"]),
@@ -64,7 +63,7 @@ def fit(cfg, ds) -> recipe.Trained:
     # Autolog records the xgboost params and the per-iteration train/validation metrics;
     # the recipe logs the model itself (with signature) and the datasets. Feature importance
     # only for tables: MNIST's 784-bar chart says nothing and costs ~6 s to draw.
-    importance = ["weight"] if dtrain.num_col() <= MAX_IMPORTANCE_FEATURES else []
+    importance = ["weight"] if dtrain.num_col() <= recipe.MAX_IMPORTANCE_FEATURES else []
     mlflow.xgboost.autolog(log_models=False, log_datasets=False, silent=True, importance_types=importance)
     try:
         booster = xgb.train(

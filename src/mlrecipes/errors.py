@@ -1,5 +1,7 @@
 """Errors a user can cause: they end the run with one readable line, not a traceback."""
 
+import os
+
 # Exit codes shared by train.py (recipe) and the launcher/DAG: 2 tells Airflow a retry cannot help.
 EXIT_USER_ERROR = 2
 EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a terminated process
@@ -47,13 +49,15 @@ _UNREACHABLE = ("Max retries exceeded", "Connection refused", "failed with excep
                 "failed with timeout exception", "Connection aborted", "RemoteDisconnected")
 
 
-def tracking_failure(exc: BaseException, uri: str, username: str | None) -> tuple[str, int] | None:
+def tracking_failure(exc: BaseException, uri: str) -> tuple[str, int] | None:
     """(one-line message, exit code) when `exc` says the tracking server refused the login,
-    denied a permission or could not be reached; None for any other error.
+    denied a permission or could not be reached; None for any other error. The user named is the
+    one MLflow logs in as: MLFLOW_TRACKING_USERNAME.
 
     Login and permission problems are user errors (exit 2: a retry cannot help); an unreachable
     server exits 1, so Airflow retries once the server is back.
     """
+    username = os.environ.get("MLFLOW_TRACKING_USERNAME")
     text = str(getattr(exc, "message", exc))
     code = str(getattr(exc, "error_code", ""))
     if "error code 401" in text or code == "UNAUTHENTICATED":

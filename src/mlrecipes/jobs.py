@@ -81,7 +81,7 @@ def child_env(job: Job) -> dict[str, str]:
 
 
 @contextmanager
-def _environ(env: dict[str, str]):
+def environ_replaced(env: dict[str, str]):
     """os.environ set to env for the duration."""
     saved = dict(os.environ)
     os.environ.clear()
@@ -125,7 +125,7 @@ def launch(job: Job, overrides: dict | None = None, receipt: str | None = None) 
     params = check_params(job, {**job.params, **(overrides or {})})
     # The job's environment for us too (MLflow reads its settings, e.g. telemetry, at import);
     # `mlflow.projects.run` hands os.environ on to the project.
-    with _environ(child_env(job)):
+    with environ_replaced(child_env(job)):
         return _launch(job, params, receipt)
 
 
@@ -153,7 +153,7 @@ def _launch(job: Job, params: dict[str, str], receipt: str | None) -> int:
         run_id = _create_run(str(job.project_dir), experiment_id, str(job.project_dir), None,
                              job.entry_point, params).info.run_id
     except MlflowException as exc:  # no login, no permission, no server: one line, no run created
-        failure = tracking_failure(exc, uri, os.environ.get("MLFLOW_TRACKING_USERNAME"))
+        failure = tracking_failure(exc, uri)
         if failure is None:
             raise
         print(f"error: {failure[0]}", file=sys.stderr, flush=True)
@@ -181,7 +181,7 @@ def _launch(job: Job, params: dict[str, str], receipt: str | None) -> int:
                     rc = 1
                 except MlflowException as exc:  # before the project started (its environment), or
                     # closing a failed project's run while the tracking server is away
-                    failure = tracking_failure(exc, uri, os.environ.get("MLFLOW_TRACKING_USERNAME"))
+                    failure = tracking_failure(exc, uri)
                     message = one_line(exc.message)
                     hint = (see("pyenv-or-the-pinned-python-is-missing") if "pyenv" in message.lower()
                             else see("the-environment-build-failed-or-was-interrupted"))
@@ -205,7 +205,7 @@ def _launch(job: Job, params: dict[str, str], receipt: str | None) -> int:
             try:
                 rc, status = _close(client, run_id, rc, children, memory, exit_status)
             except MlflowException as exc:
-                failure = tracking_failure(exc, uri, os.environ.get("MLFLOW_TRACKING_USERNAME"))
+                failure = tracking_failure(exc, uri)
                 if failure is None:
                     raise
                 rc = rc or failure[1]

@@ -22,6 +22,9 @@ import numpy as np
 from mlrecipes.errors import EXIT_TERMINATED, EXIT_USER_ERROR, UserError, one_line, tracking_failure
 
 SYSTEM_METRICS_INTERVAL_S = 5
+# Per-feature importance charts only for tables up to this wide: MNIST's 784-bar chart says
+# nothing and costs seconds to draw (the GBDT projects log importance as data either way).
+MAX_IMPORTANCE_FEATURES = 100
 
 
 @dataclass
@@ -172,12 +175,6 @@ def main(project_file: str, fit: Callable, argv: list[str] | None = None) -> Non
 _tracking_lost = False
 
 
-def _tracking_failure(exc: BaseException) -> tuple[str, int] | None:
-    import mlflow
-
-    return tracking_failure(exc, mlflow.get_tracking_uri(), os.environ.get("MLFLOW_TRACKING_USERNAME"))
-
-
 @dataclass
 class Outcome:
     """What the recipe's steps leave behind in their run: every evaluation metric and the model."""
@@ -207,7 +204,7 @@ def run(project_dir: Path, fit: Callable, argv: list[str]) -> int:
     try:
         active = mlflow.start_run(log_system_metrics=True)
     except MlflowException as exc:  # no login, no permission, no server: no run
-        failure = _tracking_failure(exc)
+        failure = tracking_failure(exc, mlflow.get_tracking_uri())
         if failure is None:
             raise
         print(f"error: {failure[0]}", file=sys.stderr, flush=True)
@@ -222,7 +219,7 @@ def run(project_dir: Path, fit: Callable, argv: list[str]) -> int:
         print(f"error: run {run_id} terminated", file=sys.stderr, flush=True)
         return _end(mlflow, "KILLED", EXIT_TERMINATED, "terminated by a signal")
     except Exception as exc:
-        failure = _tracking_failure(exc)
+        failure = tracking_failure(exc, mlflow.get_tracking_uri())
         if failure is None:
             traceback.print_exc()
             return _end(mlflow, "FAILED", 1, f"{type(exc).__name__}: {exc}")

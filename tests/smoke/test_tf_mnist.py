@@ -88,7 +88,7 @@ def test_champion_predicts_digits(run_project, tracking_uri, tmp_path):
     labels = read_idx(mnist / "t10k-labels-idx1-ubyte.gz").astype(np.int64)
     np.save(tmp_path / "images.npy", flat_float(read_idx(mnist / "t10k-images-idx3-ubyte.gz")))
     subprocess.run(
-        [str(project_python("tf_mnist")), "-c", PREDICT, "models:/mnist-tf-cnn@champion",
+        [str(project_python("tf_mnist_cnn")), "-c", PREDICT, "models:/mnist-tf-cnn@champion",
          str(tmp_path / "images.npy"), str(tmp_path / "proba.npy")],
         env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}, check=True, timeout=600,
     )

@@ -116,7 +116,7 @@ def test_champion_loads_through_pyfunc_and_predicts_digits(run_project, tracking
     images = FIXTURE_DATA / "mnist" / "t10k-images-idx3-ubyte.gz"
     labels = read_idx(FIXTURE_DATA / "mnist" / "t10k-labels-idx1-ubyte.gz")
     proc = subprocess.run(
-        [str(project_python("torch_mnist")), "-c", PREDICT, "models:/mnist-torch-cnn@champion",
+        [str(project_python("torch_mnist_cnn")), "-c", PREDICT, "models:/mnist-torch-cnn@champion",
          str(REPO / "src"), str(images)],
         capture_output=True, text=True, timeout=600,
         env={"MLFLOW_TRACKING_URI": tracking_uri, "PATH": "/usr/bin:/bin"},
