@@ -27,7 +27,9 @@ class MLP(nn.Module):
         layers: list[nn.Module] = [Normalize(), nn.Flatten()]
         width = 28 * 28
         for size in hidden:
-            layers += [nn.Linear(width, size), nn.BatchNorm1d(size), nn.ReLU(), nn.Dropout(dropout)]
+            layers += [nn.Linear(width, size), nn.BatchNorm1d(size), nn.ReLU()]
+            if dropout:
+                layers.append(nn.Dropout(dropout))
             width = size
         layers.append(nn.Linear(width, classes))
         self.layers = nn.Sequential(*layers)

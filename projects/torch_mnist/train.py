@@ -13,6 +13,7 @@ import mlflow
 import models
 import numpy as np
 import torch
+import torch._dynamo  # noqa: F401  torch.optim imports it on first use (~1 s): an import, not training time
 import torch.nn.functional as F
 
 from mlrecipes import recipe, sweep
