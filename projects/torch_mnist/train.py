@@ -101,6 +101,7 @@ def fit(cfg, ds) -> recipe.Trained:
     require(t.epochs >= 1, f"train.epochs must be >= 1, got {t.epochs}")
     require(t.batch_size >= 1, f"train.batch_size must be >= 1, got {t.batch_size}")
     require(t.learning_rate > 0, f"train.learning_rate must be > 0, got {t.learning_rate}")
+    require(0 <= arch.dropout < 1, f"arch.dropout must be in [0, 1), got {arch.dropout}")
     torch.set_num_threads(int(cfg.threads) or len(os.sched_getaffinity(0)))
     # Same seed, config and machine -> same weights: seeded RNGs, deterministic kernels.
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what deterministic cuBLAS needs

@@ -68,10 +68,11 @@ def test_variant_trains_logs_and_registers(run_project, tracking_uri, arch):
     [
         ("arch=transformer", "error: unknown arch 'transformer'; valid: cnn, mlp"),
         ("device=tpu", "error: unknown device 'tpu'; valid: auto, cpu, cuda"),
+        (f"{LOW_GATE} arch.dropout=1.5", "error: arch.dropout must be in [0, 1), got 1.5"),
     ],
 )
 def test_unknown_value_fails_cleanly(run_project, tracking_uri, param, expected):
-    result = run_project("torch_mnist", param, "epochs=1", LOW_GATE)
+    result = run_project("torch_mnist", "epochs=1", LOW_GATE, param)  # a param's own overrides= replaces LOW_GATE
     assert result.returncode != 0
     assert result.last_line == expected
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
