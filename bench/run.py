@@ -4,14 +4,15 @@ published baselines (bench/peers/); write, never assert.
     MLRECIPES_DATA_DIR=/abs/path/to/data .venv/bin/python bench/run.py [--only xgboost keras-mnist-convnet]
 
 Writes bench/results.json, bench/results/curves.png and the README's results tables (between the
-results markers). Per variant: test accuracy, training wall time (the run's `train_seconds`),
-whole-run wall time, peak RSS of the run's whole process tree (sampled). Ours run with
-`eval.test_every` on and each peer prints its own test accuracy per epoch / every 5 rounds, so
-every run has a curve of test accuracy against training seconds (evaluation left out); from the
-curves: time to each threshold and the ratio peer ÷ ours (at the peer's best accuracy when it never
-reaches the threshold). Also the warm overhead over calling
-train.py directly, through the launcher and through the `mlflow run` CLI, and the import time of
-the Airflow DAG file. Environments should be warm (run `make test` or one run first).
+results markers). Per variant: test accuracy, training wall time (the run's `train_seconds`), whole-
+run wall time, peak RSS of the run's whole process tree (sampled). Ours run with `eval.test_every`
+on and each peer snapshots its model per epoch / every 5 rounds the same way (weights copied, or the
+round noted, on a clock that leaves the copy out); after training every snapshot is evaluated on the
+test set, so each run has a curve of test accuracy against training seconds, measured on a training
+that nothing interrupted. From the curves: time to each threshold and the ratio peer ÷ ours (at the
+peer's best accuracy when it never reaches the threshold). Also the warm overhead over calling
+train.py directly, through the launcher and through the `mlflow run` CLI, and the import time of the
+Airflow DAG file. Environments should be warm (run `make test` or one run first).
 """
 
 from __future__ import annotations
@@ -286,8 +287,8 @@ def write_readme(results: dict) -> None:
     m, o = results["machine"], results.get("overhead", {})
     peer_notes = "; ".join(f"{r['name']}: {', '.join(f'{k}={v}' for k, v in r['settings'].items())}"
                            for r in results.get("peers", []) if r.get("settings"))
-    notes = [f"\nTimes are training seconds to the first evaluation at or above the threshold (test set every "
-             f"epoch, or every 5 rounds for the GBDTs; the evaluations themselves are left out); peers run "
+    notes = [f"\nTimes are training seconds to the first snapshot at or above the threshold (the model taken "
+             f"every epoch, or every 5 rounds for the GBDTs, and evaluated on the test set after training); peers run "
              f"as published in the same environments{' (' + peer_notes + ')' if peer_notes else ''}."]
     notes += [f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gb']} GB, Python {m['python']}; "
              f"measured {results['date']}."]

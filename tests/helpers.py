@@ -53,6 +53,20 @@ def registered_versions(tracking_uri: str, name: str):
     return client.search_model_versions(f"name='{name}'")
 
 
+def curve_points(tracking_uri: str, run_id: str) -> list[tuple[int, float, float]]:
+    """eval.test_every's points: (step, training seconds, test accuracy), checked for shape."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    acc = {m.step: m.value for m in client.get_metric_history(run_id, "test_curve_accuracy")}
+    sec = {m.step: m.value for m in client.get_metric_history(run_id, "test_curve_seconds")}
+    assert acc and sorted(acc) == sorted(sec)
+    points = [(step, sec[step], acc[step]) for step in sorted(acc)]
+    assert all(0 <= a <= 1 for _, _, a in points)
+    assert all(s1 < s2 for (_, s1, _), (_, s2, _) in zip(points, points[1:], strict=False)), points  # a clock
+    return points
+
+
 def mlflow_run(uri: str, project: str, *params: str, entry: str = "main", experiment: str = "mnist",
                env: dict | None = None, cwd=None, cli: bool = False, timeout: int = 1800) -> ProjectRun:
     """Run projects/<project> as an MLflow Project, for real, in its own environment; return the

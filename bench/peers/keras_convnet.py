@@ -45,7 +45,7 @@ model = keras.Sequential(
 
 class TestCurve(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
-        curve.record(epoch + 1, lambda: self.model.evaluate(x_test, y_test, verbose=0)[1])
+        curve.snapshot(epoch + 1, self.model.get_weights)
 
 
 batch_size = 128
@@ -55,6 +55,7 @@ model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accur
 
 model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, validation_split=0.1, verbose=2,
           callbacks=[TestCurve()])
+curve.finish_keras(model, x_test, y_test)
 
 score = model.evaluate(x_test, y_test, verbose=0)
 print("Test loss:", score[0])

@@ -14,9 +14,10 @@ curve = Curve()
 
 def test_curve(env):
     if (env.iteration + 1) % EVERY == 0:
-        curve.record(env.iteration + 1, lambda: (env.model.predict(X_test).argmax(1) == y_test).mean())
+        curve.snapshot(env.iteration + 1)
 
 
 model = lgb.LGBMClassifier()
 model.fit(X_train, y_train, callbacks=[test_curve])
+curve.finish(lambda rounds: (model.predict(X_test, num_iteration=rounds) == y_test).mean())
 print(f"final test accuracy {(model.predict(X_test) == y_test).mean():.4f}")

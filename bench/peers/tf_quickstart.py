@@ -26,9 +26,10 @@ model.compile(optimizer='adam',
 
 class TestCurve(tf.keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
-        curve.record(epoch + 1, lambda: self.model.evaluate(x_test, y_test, verbose=0)[1])
+        curve.snapshot(epoch + 1, self.model.get_weights)
 
 
 model.fit(x_train, y_train, epochs=5, verbose=2, callbacks=[TestCurve()])
+curve.finish_keras(model, x_test, y_test)
 
 model.evaluate(x_test,  y_test, verbose=2)

@@ -113,8 +113,14 @@ def main(epochs=14, batch_size=64, test_batch_size=1000, lr=1.0, gamma=0.7, seed
     scheduler = StepLR(optimizer, step_size=1, gamma=gamma)
     for epoch in range(1, epochs + 1):
         train(model, device, train_loader, optimizer, epoch)
-        curve.record(epoch, lambda: test(model, device, test_loader))
+        curve.snapshot(epoch, lambda: {k: v.detach().clone() for k, v in model.state_dict().items()})
         scheduler.step()
+
+    def accuracy_at(state):
+        model.load_state_dict(state)
+        return test(model, device, test_loader)
+
+    curve.finish(accuracy_at)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def test_curve(curve: recipe.TestCurve):
 
     def callback(env: lgb.callback.CallbackEnv) -> None:
         if curve.due(env.iteration + 1):
-            curve.record(env.iteration + 1, env.model.predict)
+            curve.snapshot(env.iteration + 1)
 
     return callback
 
@@ -103,6 +103,8 @@ def fit(cfg, ds) -> recipe.Trained:
             num_boost_round=int(m.num_boost_round),
             valid_sets=[train, val],
             valid_names=["train", "validation"],
+            # the test curve predicts with the first N rounds afterwards, also those past the best one
+            keep_training_booster=bool(curve.every),
             callbacks=[
                 lgb.early_stopping(int(m.early_stopping_rounds), first_metric_only=True, verbose=True),
                 lgb.log_evaluation(int(m.log_every)),
@@ -114,6 +116,7 @@ def fit(cfg, ds) -> recipe.Trained:
     except lgb.basic.LightGBMError as exc:  # bad params surface here, e.g. num_leaves=1
         raise UserError(f"lightgbm rejected the parameters: {str(exc).splitlines()[0]}") from None
     rounds.flush()
+    curve.finish(lambda n, X: booster.predict(X, num_iteration=n))
     # What the task chose (the rest of the booster's parameters are the config's model.params.*).
     chosen = {k: params[k] for k in ("objective", "num_class") if k in params}
     mlflow.log_params({**chosen, "metric": ",".join(metrics)})

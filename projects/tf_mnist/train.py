@@ -84,7 +84,7 @@ class EpochMetrics(keras.callbacks.Callback):
 
 
 class TestCurve(keras.callbacks.Callback):
-    """eval.test_every: test accuracy every N epochs (benchmarks only; off by default)."""
+    """eval.test_every: a copy of the weights every N epochs, evaluated after training (benchmarks only)."""
 
     def __init__(self, curve: recipe.TestCurve, batch_size: int):
         super().__init__()
@@ -92,7 +92,17 @@ class TestCurve(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if self.curve.due(epoch + 1):
-            self.curve.record(epoch + 1, lambda X: self.model.predict(X, batch_size=self.batch_size, verbose=0))
+            self.curve.snapshot(epoch + 1, self.model.get_weights)
+
+    def on_train_end(self, logs=None):
+        final = self.model.get_weights()
+
+        def predict_at(weights, X):
+            self.model.set_weights(weights)
+            return self.model.predict(X, batch_size=self.batch_size, verbose=0)
+
+        self.curve.finish(predict_at)
+        self.model.set_weights(final)
 
 
 def tensorflow_distribution() -> str:
@@ -114,15 +124,24 @@ def fit(cfg, ds) -> recipe.Trained:
     curve = recipe.TestCurve(cfg, ds, prepare=flat_float)
     require(t.epochs >= 1, f"train.epochs must be >= 1, got {t.epochs}")
     require(t.batch_size >= 1, f"train.batch_size must be >= 1, got {t.batch_size}")
+    require(t.steps_per_execution >= 1, f"train.steps_per_execution must be >= 1, got {t.steps_per_execution}")
+    smoothing = float(cfg.arch.get("label_smoothing", 0))
+    require(0 <= smoothing < 1, f"arch.label_smoothing must be in [0, 1), got {smoothing}")
     keras.utils.set_random_seed(cfg.seed)  # Python, NumPy and TensorFlow in one call
 
     X_train, X_val = flat_float(ds.X_train), flat_float(ds.X_val)
     model = build(cfg.arch, X_train.shape[1], ds.num_classes)
     epochs, batch_size = int(t.epochs), int(t.batch_size)
+    # Keras smooths one-hot labels only: with smoothing the labels go in one-hot
+    y_train, y_val, loss = ds.y_train, ds.y_val, "sparse_categorical_crossentropy"
+    if smoothing:
+        y_train, y_val = (keras.utils.to_categorical(y, ds.num_classes) for y in (y_train, y_val))
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=smoothing)
     model.compile(
         optimizer=optimizer(cfg.optimizer, epochs * math.ceil(len(X_train) / batch_size)),
-        loss="sparse_categorical_crossentropy",
+        loss=loss,
         metrics=["accuracy"],
+        steps_per_execution=int(t.steps_per_execution),
     )
     summary = []
     model.summary(print_fn=lambda line, *a, **k: summary.append(line))
@@ -130,8 +149,8 @@ def fit(cfg, ds) -> recipe.Trained:
 
     model.fit(
         X_train,
-        ds.y_train,
-        validation_data=(X_val, ds.y_val),
+        y_train,
+        validation_data=(X_val, y_val),
         epochs=epochs,
         batch_size=batch_size,
         callbacks=[EpochMetrics(), *sweep.pruning_callbacks("keras"),  # pruning: inside a sweep only

@@ -169,7 +169,7 @@ def fit(cfg, ds) -> recipe.Trained:
         }
         mlflow.log_metrics(metrics, step=epoch)
         if curve.due(epoch):  # eval.test_every (benchmarks only; off by default)
-            curve.record(epoch, lambda X: scores(net, X, int(t.eval_batch_size), memory_format))
+            curve.snapshot(epoch, lambda: {k: v.detach().clone() for k, v in net.state_dict().items()})
         print(f"{chr(13) + chr(27) + '[K' if tty else ''}{tag} epoch {epoch}/{epochs} "
               f"train loss {metrics['train_loss']:.4f} acc {metrics['train_accuracy']:.4f} | "
               f"validation loss {val_loss:.4f} acc {val_accuracy:.4f} | "
@@ -177,6 +177,14 @@ def fit(cfg, ds) -> recipe.Trained:
         for report in prune:
             report(epoch, val_loss)
 
+    if curve.every:  # each snapshot's test accuracy, then the final weights back
+        def scores_at(state, X):
+            net.load_state_dict(state)
+            return scores(net, X, int(t.eval_batch_size), memory_format)
+
+        final = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        curve.finish(scores_at)
+        net.load_state_dict(final)
     model = models.Probabilities(net).eval()
 
     @torch.no_grad()

@@ -36,7 +36,7 @@ class TestCurve(xgb.callback.TrainingCallback):
 
     def after_iteration(self, model, epoch, evals_log) -> bool:
         if self.curve.due(epoch + 1):
-            self.curve.record(epoch + 1, model.predict)
+            self.curve.snapshot(epoch + 1)
         return False  # never stops training
 
 
@@ -78,6 +78,7 @@ def fit(cfg, ds) -> recipe.Trained:
         )
     except xgb.core.XGBoostError as exc:  # bad params surface here, e.g. max_depth=-1
         raise UserError(f"xgboost rejected the parameters: {str(exc).splitlines()[0]}") from None
+    curve.finish(lambda rounds, X: booster.predict(X, iteration_range=(0, rounds)))
     best = booster[: booster.best_iteration + 1]  # keep only the early-stopped trees
 
     def log_model(**kw):

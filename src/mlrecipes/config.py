@@ -76,8 +76,9 @@ def arch_defaults(cfg: DictConfig) -> None:
     """A 0 in `train` or `optimizer` (the MLproject's default for epochs, batch_size and
     learning_rate) takes the variant's own value at the same key under `arch`
     (`arch.train.epochs`, `arch.optimizer.learning_rate`): an MLP and a CNN want different
-    schedules, and `-P epochs=3` still sets it for either. Filled in here, so the logged
-    config shows the value that was used."""
+    schedules, and `-P epochs=3` still sets it for either. A mapping there (`arch.optimizer.params`)
+    goes under the config's own, whose keys win. Filled in here, so the logged config shows the
+    value that was used."""
     arch = cfg.get("arch")
     if not isinstance(arch, DictConfig):
         return
@@ -86,7 +87,11 @@ def arch_defaults(cfg: DictConfig) -> None:
         if not isinstance(own, DictConfig) or not isinstance(top, DictConfig):
             continue
         for key, value in own.items():
-            if key in top and top[key] in (0, None):
+            if key not in top:
+                continue
+            if isinstance(value, DictConfig) and isinstance(top[key], DictConfig):
+                top[key] = OmegaConf.merge(OmegaConf.to_container(value), OmegaConf.to_container(top[key]))
+            elif top[key] in (0, None):
                 top[key] = value
 
 

@@ -123,9 +123,12 @@ def log_table_model(framework: str, booster, ds, **kwargs):
 class TestCurve:
     """Opt-in test accuracy during training, for benchmarks: `eval.test_every: N` (0, the default: off).
 
-    Every N epochs / rounds, `record` logs `test_curve_accuracy` and `test_curve_seconds` (training
-    seconds since fit began, not counting these evaluations) with step = epoch / round. Nothing
-    selects on it: early stopping and every choice still watch validation only.
+    Every N epochs / rounds the project calls `snapshot` with the model's state at that point (a copy
+    of its weights, or just the round for boosted trees); after training, `finish` evaluates each
+    snapshot on the test set and logs `test_curve_accuracy` and `test_curve_seconds` (training seconds
+    since fit began, not counting the snapshots) with step = epoch / round. Evaluating in the middle
+    of training instead slowed the Keras epochs after it by 15-100 %, so the curve measured itself.
+    Nothing selects on it: early stopping and every choice still watch validation only.
     """
 
     def __init__(self, cfg, ds, prepare: Callable = lambda X: X):
@@ -133,23 +136,33 @@ class TestCurve:
         if self.every and ds.task == "regression":
             raise UserError("eval.test_every logs test accuracy: classification tasks only")
         self._X, self._y, self._prepare = ds.X_test, ds.y_test, prepare
+        self._points: list[tuple[int, float, object]] = []
         self.started, self._paused = time.perf_counter(), 0.0
 
     def due(self, step: int) -> bool:
         return self.every > 0 and step % self.every == 0
 
-    def record(self, step: int, predict: Callable) -> None:
-        """predict: prepared test input -> class scores (n, classes), or (n,) P(positive) for binary."""
+    def snapshot(self, step: int, state: Callable | None = None) -> None:
+        """At a due step: `state()` copies what `finish` needs to predict as the model was here
+        (without it the state is the step itself: a boosted model predicts with its first N rounds)."""
         t0 = time.perf_counter()
-        if self._prepare is not None:  # prepared once, on first use
-            self._X, self._prepare = self._prepare(self._X), None
-        scores = np.asarray(predict(self._X))
-        y_pred = scores.argmax(axis=1) if scores.ndim == 2 else (scores > 0.5).astype(int)
+        self._points.append((step, t0 - self.started - self._paused, state() if state else step))
+        self._paused += time.perf_counter() - t0
+
+    def finish(self, predict_at: Callable) -> None:
+        """After training. predict_at(state, prepared test input) -> class scores (n, classes), or (n,)
+        P(positive) for binary; the project puts its final weights back afterwards."""
+        if not self._points:
+            return
         import mlflow
 
-        mlflow.log_metrics({"test_curve_accuracy": float((y_pred == self._y).mean()),
-                            "test_curve_seconds": t0 - self.started - self._paused}, step=step)
-        self._paused += time.perf_counter() - t0
+        X = self._prepare(self._X)
+        for step, seconds, state in self._points:
+            scores = np.asarray(predict_at(state, X))
+            y_pred = scores.argmax(axis=1) if scores.ndim == 2 else (scores > 0.5).astype(int)
+            mlflow.log_metrics({"test_curve_accuracy": float((y_pred == self._y).mean()),
+                                "test_curve_seconds": seconds}, step=step)
+        self._points = []
 
 
 def peak_rss_mb() -> float:

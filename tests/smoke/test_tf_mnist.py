@@ -10,7 +10,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-from helpers import FIXTURE_DATA, project_python, registered_versions
+from helpers import FIXTURE_DATA, curve_points, project_python, registered_versions
 
 from mlrecipes.data import flat_float, read_idx
 
@@ -33,7 +33,8 @@ np.save(sys.argv[3], np.asarray(model.predict(np.load(sys.argv[2]))))
 def test_variant_trains_logs_and_registers(run_project, tracking_uri, arch):
     epochs = 2
     # An absolute gate of 0 so the alias moves whatever two epochs on 540 images reach.
-    proj = run_project("tf_mnist", f"arch={arch}", f"epochs={epochs}", "overrides=gate.threshold=0", cli=True)
+    proj = run_project("tf_mnist", f"arch={arch}", f"epochs={epochs}",
+                       "overrides=gate.threshold=0 eval.test_every=1", cli=True)
     assert proj.returncode == 0, proj.stderr[-3000:]
     run = proj.run
     assert run.info.status == "FINISHED"
@@ -46,6 +47,10 @@ def test_variant_trains_logs_and_registers(run_project, tracking_uri, arch):
         assert steps == list(range(1, epochs + 1)), key
     assert 0.0 <= run.data.metrics["test_accuracy"] <= 1.0
     assert run.data.metrics["train_cpu_seconds"] > 0
+    # the test curve: each epoch's weights evaluated after training, then the final ones put back
+    curve = curve_points(tracking_uri, run.info.run_id)
+    assert [step for step, _, _ in curve] == list(range(1, epochs + 1))
+    assert curve[-1][2] == pytest.approx(run.data.metrics["test_accuracy"])
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
     assert "evaluation/confusion_matrix.png" in artifacts and "evaluation/training_curves.png" in artifacts
 
@@ -68,10 +73,19 @@ def test_variant_trains_logs_and_registers(run_project, tracking_uri, arch):
 
 
 @pytest.mark.smoke
-def test_unknown_arch_fails_with_one_line(run_project, tracking_uri):
-    proj = run_project("tf_mnist", "arch=resnet")
+@pytest.mark.parametrize(
+    ("param", "expected"),
+    [
+        ("arch=resnet", "error: unknown arch 'resnet'; valid: cnn, mlp"),
+        ("overrides=train.steps_per_execution=0", "error: train.steps_per_execution must be >= 1, got 0"),
+        ("overrides=arch.label_smoothing=1", "error: arch.label_smoothing must be in [0, 1), got 1.0"),
+    ],
+)
+def test_bad_value_fails_with_one_line(run_project, tracking_uri, param, expected):
+    proj = run_project("tf_mnist", "arch=mlp", "epochs=1", param)
     assert proj.returncode != 0
-    assert proj.last_line == "error: unknown arch 'resnet'; valid: cnn, mlp"
+    assert proj.last_line == expected
+    assert [line for line in proj.stderr.splitlines() if line.startswith("error:")] == [expected]
     assert "Traceback" not in proj.stderr
     assert proj.run.info.status == "FAILED"
     assert mlflow.MlflowClient(tracking_uri).search_registered_models() == []

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from helpers import FIXTURE_DATA, REPO, project_python, registered_versions
+from helpers import FIXTURE_DATA, REPO, curve_points, project_python, registered_versions
 
 pytestmark = pytest.mark.smoke
 
@@ -29,7 +29,8 @@ def _history(client, run_id: str, key: str) -> list[tuple[int, float]]:
 
 @pytest.mark.parametrize("arch", ["mlp", "cnn"])
 def test_variant_trains_logs_and_registers(run_project, tracking_uri, arch):
-    result = run_project("torch_mnist", f"arch={arch}", f"epochs={EPOCHS}", "device=cpu", LOW_GATE, cli=True)
+    result = run_project("torch_mnist", f"arch={arch}", f"epochs={EPOCHS}", "device=cpu",
+                         f"{LOW_GATE} eval.test_every=1", cli=True)
     assert result.returncode == 0, result.stderr[-3000:]
     run = result.run
     assert run.info.status == "FINISHED"
@@ -42,6 +43,10 @@ def test_variant_trains_logs_and_registers(run_project, tracking_uri, arch):
         steps = [step for step, _ in _history(client, run.info.run_id, key)]
         assert steps == list(range(1, EPOCHS + 1)), key
     assert 0.0 <= run.data.metrics["test_accuracy"] <= 1.0
+    # the test curve: each epoch's weights evaluated after training, then the final ones put back
+    curve = curve_points(tracking_uri, run.info.run_id)
+    assert [step for step, _, _ in curve] == list(range(1, EPOCHS + 1))
+    assert curve[-1][2] == pytest.approx(run.data.metrics["test_accuracy"])
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
     assert "evaluation/confusion_matrix.png" in artifacts
     assert "evaluation/training_curves.png" in artifacts

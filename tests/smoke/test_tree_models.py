@@ -5,7 +5,7 @@ import shutil
 
 import mlflow
 import pytest
-from helpers import FIXTURE_DATA, registered_versions
+from helpers import FIXTURE_DATA, curve_points, registered_versions
 
 # Per-iteration validation metric each framework's autolog records.
 ITER_METRIC = {"xgboost": "validation-mlogloss", "lightgbm": "validation-multi_logloss"}
@@ -24,7 +24,7 @@ def artifacts(run_id: str) -> set[str]:
 @pytest.mark.smoke
 @pytest.mark.parametrize("project", ["xgboost", "lightgbm"])
 def test_mnist_run_end_to_end(run_project, tracking_uri, project):
-    result = run_project(project, "num_boost_round=40", f"overrides={LOW_GATE} seed=7", cli=True)
+    result = run_project(project, "num_boost_round=40", f"overrides={LOW_GATE} seed=7 eval.test_every=10", cli=True)
     assert result.returncode == 0, result.stderr[-3000:]
     run = result.run
     assert run.info.status == "FINISHED"
@@ -41,6 +41,9 @@ def test_mnist_run_end_to_end(run_project, tracking_uri, project):
     assert metrics["test_log_loss"] > 0 and metrics["train_seconds"] > 0 and metrics["peak_rss_mb"] > 50
     history = mlflow.MlflowClient().get_metric_history(run.info.run_id, ITER_METRIC[project])
     assert len(history) > 5 and [m.step for m in history] == sorted(m.step for m in history)
+    # the test curve: the first N rounds evaluated after training, every 10 rounds trained
+    curve = curve_points(tracking_uri, run.info.run_id)
+    assert [step for step, _, _ in curve] == list(range(10, len(history) + 1, 10))
     # artifacts of the same run
     files = artifacts(run.info.run_id)
     for expected in ("config.yaml", "evaluation/confusion_matrix.png", "evaluation/per_class_report.json",

@@ -65,3 +65,14 @@ def test_a_zero_takes_the_arch_default_and_a_value_overrides_it(project):
         assert config.flatten(cfg)["train.epochs"] == str(cfg.arch.train.epochs)  # the logged value
         cfg = config.compose(root, [f"arch={arch}", "train.epochs=3", f"{lr}=0.01"])
         assert cfg.train.epochs == 3 and cfg[section][key] == 0.01
+
+
+def test_the_arch_s_optimizer_params_go_under_the_config_s():
+    root = XGB.parent / "tf_mnist"
+    cfg = config.compose(root, ["arch=mlp"])
+    assert cfg.optimizer.params.weight_decay == cfg.arch.optimizer.params.weight_decay > 0
+    assert cfg.optimizer.warmup_fraction == cfg.arch.optimizer.warmup_fraction > 0
+    assert config.flatten(cfg)["optimizer.params.weight_decay"] == str(cfg.arch.optimizer.params.weight_decay)
+    cfg = config.compose(root, ["arch=mlp", "+optimizer.params.weight_decay=0", "+optimizer.params.beta_1=0.8"])
+    assert cfg.optimizer.params == {"weight_decay": 0, "beta_1": 0.8}  # the config's keys win
+    assert "weight_decay" not in config.compose(root, ["arch=cnn"]).optimizer.params
