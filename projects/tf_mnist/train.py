@@ -141,7 +141,8 @@ def fit(cfg, ds) -> recipe.Trained:
         optimizer=optimizer(cfg.optimizer, epochs * math.ceil(len(X_train) / batch_size)),
         loss=loss,
         metrics=["accuracy"],
-        steps_per_execution=int(t.steps_per_execution),
+        # never more than an epoch: a 1-step epoch (a tiny run) then skips tracing Keras' multi-step loop
+        steps_per_execution=min(int(t.steps_per_execution), math.ceil(len(X_train) / batch_size)),
     )
     summary = []
     model.summary(print_fn=lambda line, *a, **k: summary.append(line))
