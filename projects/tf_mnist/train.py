@@ -132,17 +132,18 @@ def fit(cfg, ds) -> recipe.Trained:
     X_train, X_val = flat_float(ds.X_train), flat_float(ds.X_val)
     model = build(cfg.arch, X_train.shape[1], ds.num_classes)
     epochs, batch_size = int(t.epochs), int(t.batch_size)
+    steps_per_epoch = math.ceil(len(X_train) / batch_size)
     # Keras smooths one-hot labels only: with smoothing the labels go in one-hot
     y_train, y_val, loss = ds.y_train, ds.y_val, "sparse_categorical_crossentropy"
     if smoothing:
         y_train, y_val = (keras.utils.to_categorical(y, ds.num_classes) for y in (y_train, y_val))
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=smoothing)
     model.compile(
-        optimizer=optimizer(cfg.optimizer, epochs * math.ceil(len(X_train) / batch_size)),
+        optimizer=optimizer(cfg.optimizer, epochs * steps_per_epoch),
         loss=loss,
         metrics=["accuracy"],
         # never more than an epoch: a 1-step epoch (a tiny run) then skips tracing Keras' multi-step loop
-        steps_per_execution=min(int(t.steps_per_execution), math.ceil(len(X_train) / batch_size)),
+        steps_per_execution=min(int(t.steps_per_execution), steps_per_epoch),
     )
     summary = []
     model.summary(print_fn=lambda line, *a, **k: summary.append(line))

@@ -112,6 +112,10 @@ def fit(cfg, ds) -> recipe.Trained:
     # channels_last lets oneDNN (CPU) and cuDNN pick their fastest convolution kernels.
     memory_format = torch.channels_last if arch.name == "cnn" else torch.contiguous_format
     net = models.build(arch).to(device, memory_format=memory_format)
+
+    def weights_copy() -> dict:  # the test curve's snapshots (eval.test_every)
+        return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
     # The whole split lives on the device as uint8 (47 MB for MNIST); batches are index slices.
     X_train, y_train = as_images(ds.X_train, device), torch.from_numpy(ds.y_train).to(device)
     X_val, y_val = as_images(ds.X_val, device), torch.from_numpy(ds.y_val).to(device)
@@ -169,7 +173,7 @@ def fit(cfg, ds) -> recipe.Trained:
         }
         mlflow.log_metrics(metrics, step=epoch)
         if curve.due(epoch):  # eval.test_every (benchmarks only; off by default)
-            curve.snapshot(epoch, lambda: {k: v.detach().clone() for k, v in net.state_dict().items()})
+            curve.snapshot(epoch, weights_copy)
         print(f"{chr(13) + chr(27) + '[K' if tty else ''}{tag} epoch {epoch}/{epochs} "
               f"train loss {metrics['train_loss']:.4f} acc {metrics['train_accuracy']:.4f} | "
               f"validation loss {val_loss:.4f} acc {val_accuracy:.4f} | "
@@ -182,7 +186,7 @@ def fit(cfg, ds) -> recipe.Trained:
             net.load_state_dict(state)
             return scores(net, X, int(t.eval_batch_size), memory_format)
 
-        final = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        final = weights_copy()
         curve.finish(scores_at)
         net.load_state_dict(final)
     model = models.Probabilities(net).eval()

@@ -127,7 +127,7 @@ class TestCurve:
     of its weights, or just the round for boosted trees); after training, `finish` evaluates each
     snapshot on the test set and logs `test_curve_accuracy` and `test_curve_seconds` (training seconds
     since fit began, not counting the snapshots) with step = epoch / round. Evaluating in the middle
-    of training instead slowed the Keras epochs after it by 15-100 %, so the curve measured itself.
+    of training instead slowed the Keras epochs after it by ~15 %, so the curve measured itself.
     Nothing selects on it: early stopping and every choice still watch validation only.
     """
 
