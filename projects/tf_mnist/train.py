@@ -55,7 +55,9 @@ def optimizer(opt, total_steps: int) -> keras.optimizers.Optimizer:
     )
     rate = float(opt.learning_rate)
     if opt.schedule == "cosine":  # with warm-up: a linear rise to the peak rate, then the cosine down to 0
-        warmup = int(float(opt.get("warmup_fraction", 0)) * total_steps)
+        fraction = float(opt.get("warmup_fraction", 0))
+        require(0 <= fraction < 1, f"optimizer.warmup_fraction must be in [0, 1), got {fraction}")
+        warmup = int(fraction * total_steps)
         rate = keras.optimizers.schedules.CosineDecay(
             0.0 if warmup else rate, decay_steps=max(total_steps - warmup, 1),
             warmup_target=rate if warmup else None, warmup_steps=warmup,

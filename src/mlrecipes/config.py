@@ -7,8 +7,9 @@ from pathlib import Path
 
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mlrecipes.errors import UserError
@@ -47,13 +48,20 @@ def compose(project_dir: Path, overrides: list[str], optional: tuple[str, ...] =
 
     `optional`: dotted keys that may stay `???` (scoring needs no `data.target`)."""
     conf_dir = Path(project_dir).resolve() / "conf"
+    searchpath = f"hydra.searchpath=[file://{SHARED_CONF}]"
     try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        # A config group (data=parquet, arch=cnn) is a folder of either conf/; any other key is a value.
+        choices = [o for o in parsed if (conf_dir / o.key_or_group).is_dir() or (SHARED_CONF / o.key_or_group).is_dir()]
+        values = [o for o in parsed if o not in choices and not o.is_delete()]
         with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
-            cfg = hydra_compose(
-                "config",
-                overrides=[*overrides, f"hydra.searchpath=[file://{SHARED_CONF}]"],
-            )
+            cfg = hydra_compose("config", overrides=[*overrides, searchpath])
+            # The same groups without the values: what each overridden key held before (its type).
+            if values:
+                defaults = hydra_compose("config", overrides=[*(o.input_line for o in choices), searchpath])
         OmegaConf.resolve(cfg)
+        for o in values:
+            _same_kind(o.key_or_group, defaults, cfg)
     except MissingConfigException as exc:
         group = (exc.missing_cfg_file or "").rsplit("/", 1)
         if exc.options and len(group) == 2:
@@ -70,6 +78,28 @@ def compose(project_dir: Path, overrides: list[str], optional: tuple[str, ...] =
         raise UserError(f"missing required config value(s): {', '.join(missing)}")
     arch_defaults(cfg)
     return cfg
+
+
+def _same_kind(key: str, defaults: DictConfig, cfg: DictConfig) -> None:
+    """An overridden key holds what its default held: a number, true/false or a list.
+
+    Hydra keeps `train.epochs=abc` as the string 'abc', which would fail later, deep in a
+    project, with a TypeError; Hydra checks types only for structured (dataclass) configs."""
+    try:
+        default = OmegaConf.select(defaults, key, throw_on_missing=True)
+    except OmegaConfBaseException:  # ??? or an interpolation that needs another value: any kind
+        return
+    value = OmegaConf.select(cfg, key)
+    if isinstance(default, bool):
+        ok, kind = isinstance(value, bool), "true or false"
+    elif isinstance(default, int | float):
+        ok, kind = isinstance(value, int | float) and not isinstance(value, bool), "a number"
+    elif isinstance(default, ListConfig):
+        ok, kind = isinstance(value, ListConfig), "a list, e.g. [a,b]"
+    else:
+        return
+    if not ok:
+        raise UserError(f"{key} must be {kind}, got {value!r}")
 
 
 def arch_defaults(cfg: DictConfig) -> None:

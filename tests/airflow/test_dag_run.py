@@ -58,7 +58,9 @@ def test_killed_task_leaves_its_run_killed_and_the_retry_makes_a_fresh_run(
     # One retry, at once; everything else as configured.
     env = {"MLRECIPES_DATA_DIR": str(FIXTURE_DATA),
            "MLRECIPES_SCHEDULE": str(schedule_file(retries=1, retry_delay_minutes=0))}
-    proc = run_dag("mlrecipes_xgboost", CONF, env=env)
+    # 1000 rounds without early stopping: ~7 s of training (two cores, idle), so the kill lands
+    # inside the run; with CONF's 10 rounds a loaded machine finished the run before the kill.
+    proc = run_dag("mlrecipes_xgboost", {**CONF, "num_boost_round": 1000, "early_stopping_rounds": 1000}, env=env)
     try:
         # Kill once train.py runs the recipe (its tags are set after its SIGTERM handler is in).
         import mlflow

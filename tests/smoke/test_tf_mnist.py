@@ -79,6 +79,8 @@ def test_variant_trains_logs_and_registers(run_project, tracking_uri, arch):
         ("arch=resnet", "error: unknown arch 'resnet'; valid: cnn, mlp"),
         ("overrides=train.steps_per_execution=0", "error: train.steps_per_execution must be >= 1, got 0"),
         ("overrides=arch.label_smoothing=1", "error: arch.label_smoothing must be in [0, 1), got 1.0"),
+        ("overrides=optimizer.warmup_fraction=1.5", "error: optimizer.warmup_fraction must be in [0, 1), got 1.5"),
+        ("overrides=train.epochs=abc", "error: train.epochs must be a number, got 'abc'"),
     ],
 )
 def test_bad_value_fails_with_one_line(run_project, tracking_uri, param, expected):

@@ -37,6 +37,11 @@ def test_compose_merges_shared_groups_and_overrides():
         (["model.params.max_depth"], "malformed override 'model.params.max_depth'"),
         (["model.no_such_key=1"], "no_such_key"),
         (["data=csv"], "missing required config value(s): data.path, data.target"),
+        # a value of another kind than the default's ends here, not in a TypeError deep in train.py
+        (["model.num_boost_round=abc"], "model.num_boost_round must be a number, got 'abc'"),
+        (["data=parquet", "data.path=/t", "data.target=y", "data.limit=all"], "data.limit must be a number, got 'all'"),
+        (["gate.promote=yes"], "gate.promote must be true or false, got 'yes'"),
+        (["model.early_stopping_rounds=true"], "model.early_stopping_rounds must be a number, got True"),
     ],
 )
 def test_compose_errors_are_one_line(overrides, message):
@@ -44,6 +49,14 @@ def test_compose_errors_are_one_line(overrides, message):
         config.compose(XGB, overrides)
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_overrides_of_the_default_s_kind_pass():
+    # MLflow's float params (400.0 for an int), true/false words, interpolations, new keys with +
+    cfg = config.compose(XGB, ["model.num_boost_round=400.0", "gate.promote=false", "model.params.max_depth=${seed}",
+                               "+model.params.gamma=0.1", "data.limit=0", "data=mnist"])
+    assert cfg.model.num_boost_round == 400.0 and cfg.gate.promote is False
+    assert cfg.model.params.max_depth == cfg.seed and cfg.model.params.gamma == 0.1
 
 
 def test_unknown_option_is_rejected():
