@@ -90,6 +90,8 @@ def _same_kind(key: str, defaults: DictConfig, cfg: DictConfig) -> None:
     except OmegaConfBaseException:  # ??? or an interpolation that needs another value: any kind
         return
     value = OmegaConf.select(cfg, key)
+    if value is None:  # null unsets any key (e.g. an IDX file's item count: not checked)
+        return
     if isinstance(default, bool):
         ok, kind = isinstance(value, bool), "true or false"
     elif isinstance(default, int | float):

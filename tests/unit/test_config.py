@@ -52,9 +52,10 @@ def test_compose_errors_are_one_line(overrides, message):
 
 
 def test_overrides_of_the_default_s_kind_pass():
-    # MLflow's float params (400.0 for an int), true/false words, interpolations, new keys with +
+    # MLflow's float params (400.0 for an int), true/false words, interpolations, new keys with +, null
     cfg = config.compose(XGB, ["model.num_boost_round=400.0", "gate.promote=false", "model.params.max_depth=${seed}",
-                               "+model.params.gamma=0.1", "data.limit=0", "data=mnist"])
+                               "+model.params.gamma=0.1", "data.limit=0", "data=mnist",
+                               "data.files.train_images.items=null"])
     assert cfg.model.num_boost_round == 400.0 and cfg.gate.promote is False
     assert cfg.model.params.max_depth == cfg.seed and cfg.model.params.gamma == 0.1
 
