@@ -123,7 +123,6 @@ def tensorflow_distribution() -> str:
 
 def fit(cfg, ds) -> recipe.Trained:
     t = cfg.train
-    curve = recipe.TestCurve(cfg, ds, prepare=flat_float)
     require(t.epochs >= 1, f"train.epochs must be >= 1, got {t.epochs}")
     require(t.batch_size >= 1, f"train.batch_size must be >= 1, got {t.batch_size}")
     require(t.steps_per_execution >= 1, f"train.steps_per_execution must be >= 1, got {t.steps_per_execution}")
@@ -140,6 +139,7 @@ def fit(cfg, ds) -> recipe.Trained:
     if smoothing:
         y_train, y_val = (keras.utils.to_categorical(y, ds.num_classes) for y in (y_train, y_val))
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=smoothing)
+    curve = recipe.TestCurve(cfg, ds, prepare=flat_float)  # its clock starts with the model
     model.compile(
         optimizer=optimizer(cfg.optimizer, epochs * steps_per_epoch),
         loss=loss,

@@ -97,7 +97,6 @@ def scores(net, X, batch_size: int, memory_format) -> np.ndarray:
 def fit(cfg, ds) -> recipe.Trained:
     device = pick_device(str(cfg.device))
     t, arch = cfg.train, cfg.arch
-    curve = recipe.TestCurve(cfg, ds, prepare=lambda X: as_images(X, device))
     require(t.epochs >= 1, f"train.epochs must be >= 1, got {t.epochs}")
     require(t.batch_size >= 1, f"train.batch_size must be >= 1, got {t.batch_size}")
     require(t.learning_rate > 0, f"train.learning_rate must be > 0, got {t.learning_rate}")
@@ -109,16 +108,17 @@ def fit(cfg, ds) -> recipe.Trained:
     torch.manual_seed(int(cfg.seed))
     shuffle = torch.Generator().manual_seed(int(cfg.seed))
 
+    # The whole split lives on the device as uint8 (47 MB for MNIST); batches are index slices.
+    X_train, y_train = as_images(ds.X_train, device), torch.from_numpy(ds.y_train).to(device)
+    X_val, y_val = as_images(ds.X_val, device), torch.from_numpy(ds.y_val).to(device)
+    curve = recipe.TestCurve(cfg, ds, prepare=lambda X: as_images(X, device))  # its clock starts with the model
+
     # channels_last lets oneDNN (CPU) and cuDNN pick their fastest convolution kernels.
     memory_format = torch.channels_last if arch.name == "cnn" else torch.contiguous_format
     net = models.build(arch).to(device, memory_format=memory_format)
 
     def weights_copy() -> dict:  # the test curve's snapshots (eval.test_every)
         return {k: v.detach().clone() for k, v in net.state_dict().items()}
-
-    # The whole split lives on the device as uint8 (47 MB for MNIST); batches are index slices.
-    X_train, y_train = as_images(ds.X_train, device), torch.from_numpy(ds.y_train).to(device)
-    X_val, y_val = as_images(ds.X_val, device), torch.from_numpy(ds.y_val).to(device)
     n, epochs = len(y_train), int(t.epochs)
     # Tiny sets (smoke tests, limit=300): smaller batches so the one-cycle schedule gets >= 4 steps.
     batch = max(min(int(t.batch_size), n // math.ceil(4 / epochs)), 1)

@@ -42,7 +42,6 @@ class TestCurve(xgb.callback.TrainingCallback):
 
 def fit(cfg, ds) -> recipe.Trained:
     m = cfg.model
-    curve = recipe.TestCurve(cfg, ds, prepare=lambda X: xgb.DMatrix(tabular(ds, X), enable_categorical=True))
     require(m.num_boost_round >= 1, f"model.num_boost_round must be >= 1, got {m.num_boost_round}")
     require(m.early_stopping_rounds >= 1, "model.early_stopping_rounds must be >= 1")
     objective, metrics = OBJECTIVES[ds.objective]
@@ -52,11 +51,14 @@ def fit(cfg, ds) -> recipe.Trained:
     # QuantileDMatrix keeps the histogram bins (about a byte per value) instead of a float copy of
     # the table; string columns train as categoricals (enable_categorical), missing values stay NaN.
     # It reads the data through a ctypes callback: a signal there waits until it returns.
+    X_train, X_val = tabular(ds, ds.X_train), tabular(ds, ds.X_val)
+    # the test curve's clock starts here: building the DMatrix is training work
+    curve = recipe.TestCurve(cfg, ds, prepare=lambda X: xgb.DMatrix(tabular(ds, X), enable_categorical=True))
     try:
         with recipe.signals_deferred():
-            dtrain = xgb.QuantileDMatrix(tabular(ds, ds.X_train), label=ds.y_train, enable_categorical=True,
+            dtrain = xgb.QuantileDMatrix(X_train, label=ds.y_train, enable_categorical=True,
                                          max_bin=int(params.get("max_bin", 256)))
-            dval = xgb.QuantileDMatrix(tabular(ds, ds.X_val), label=ds.y_val, enable_categorical=True,
+            dval = xgb.QuantileDMatrix(X_val, label=ds.y_val, enable_categorical=True,
                                        ref=dtrain, max_bin=int(params.get("max_bin", 256)))
     except xgb.core.XGBoostError as exc:
         raise UserError(f"xgboost rejected the data: {str(exc).splitlines()[0]}") from None
