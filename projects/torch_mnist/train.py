@@ -119,6 +119,7 @@ def fit(cfg, ds) -> recipe.Trained:
 
     def weights_copy() -> dict:  # the test curve's snapshots (eval.test_every)
         return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
     n, epochs = len(y_train), int(t.epochs)
     # Tiny sets (smoke tests, limit=300): smaller batches so the one-cycle schedule gets >= 4 steps.
     batch = max(min(int(t.batch_size), n // math.ceil(4 / epochs)), 1)

@@ -48,12 +48,12 @@ def fit(cfg, ds) -> recipe.Trained:
     params = {"eval_metric": metrics, **OmegaConf.to_container(m.params), "objective": objective, "seed": cfg.seed}
     if ds.objective == "multiclass":
         params["num_class"] = ds.num_classes
-    # QuantileDMatrix keeps the histogram bins (about a byte per value) instead of a float copy of
-    # the table; string columns train as categoricals (enable_categorical), missing values stay NaN.
-    # It reads the data through a ctypes callback: a signal there waits until it returns.
     X_train, X_val = tabular(ds, ds.X_train), tabular(ds, ds.X_val)
     # the test curve's clock starts here: building the DMatrix is training work
     curve = recipe.TestCurve(cfg, ds, prepare=lambda X: xgb.DMatrix(tabular(ds, X), enable_categorical=True))
+    # QuantileDMatrix keeps the histogram bins (about a byte per value) instead of a float copy of
+    # the table; string columns train as categoricals (enable_categorical), missing values stay NaN.
+    # It reads the data through a ctypes callback: a signal there waits until it returns.
     try:
         with recipe.signals_deferred():
             dtrain = xgb.QuantileDMatrix(X_train, label=ds.y_train, enable_categorical=True,

@@ -128,8 +128,8 @@ class TestCurve:
     snapshot on the test set and logs `test_curve_accuracy` and `test_curve_seconds` (training seconds
     since the curve was made, not counting the snapshots) with step = epoch / round. Projects make it
     once the split is in the form their model reads (float pixels), as the benchmark's peers start
-    their clocks after their own float conversion. Evaluating in the middle
-    of training instead slowed the Keras epochs after it by ~15 %, so the curve measured itself.
+    their clocks after their own float conversion. Evaluating in the middle of training instead
+    slowed the Keras epochs after it by ~15 %, so the curve measured itself.
     Nothing selects on it: early stopping and every choice still watch validation only.
     """
 
