@@ -177,6 +177,9 @@ def main(project_file: str, fit: Callable, argv: list[str] | None = None) -> Non
     """Entry point for `train.py`: run the recipe and exit with a meaningful status."""
     # Line-buffered even when piped (Airflow task logs, CI), so progress shows as it happens.
     sys.stdout.reconfigure(line_buffering=True)
+    # MLflow reads the logged model back to check it can serve its input example; its
+    # "Downloading artifacts" bar there says nothing to a user and litters task logs.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     rc = run(Path(project_file).resolve().parent, fit, sys.argv[1:] if argv is None else argv)
     if _tracking_lost:
         # MLflow's exit handler would try to end the run: another whole retry budget of waiting

@@ -89,19 +89,19 @@ def decide(candidate: float, gate: Gate, champion: float | None) -> tuple[bool, 
     m = gate.metric
     if not math.isfinite(candidate):
         return False, f"{m} is {candidate}: not a number the gate can compare"
-    bar = "no threshold set"
+    reached = None  # no threshold: only the champion bars
     if gate.threshold is not None:
         c, t = _pair(candidate, gate.threshold)
         if gate.worse(candidate, gate.threshold):
             side = "below" if gate.direction == "maximize" else "above"
             return False, f"{m} {c} {side} the gate threshold {t}"
-        bar = f"reaches the threshold {t}"
+        reached = f"reaches the threshold {t}"
     if champion is None:
-        return True, f"{m} {candidate:.4g} {bar}; no champion yet"
+        return True, f"{m} {candidate:.4g} {reached or 'with no threshold set'}; no champion yet"
     c, h = _pair(candidate, champion)
     if gate.worse(candidate, champion):
         return False, f"{m} {c} worse than the champion's {h}"
-    return True, f"{m} {c} {bar} and is not worse than the champion's {h}"
+    return True, f"{m} {c} {reached + ' and is' if reached else 'is'} not worse than the champion's {h}"
 
 
 def _client(tracking_uri: str | None = None):

@@ -19,9 +19,8 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-# MLflow asks for a type hint on `predict` when this class is defined (a warning it forces on
-# with its own filter): none fits "a frame with these typed columns"; the logged signature is
-# what validates the input.
+# `model_input: pd.DataFrame`: MLflow warns about a `predict` without a type hint. A frame is one it
+# infers no schema from and wraps nothing for, so the logged signature still validates the input.
 
 
 def typed(frame: pd.DataFrame, features: list[str], categories: dict[str, list[str]]) -> pd.DataFrame:
@@ -78,7 +77,7 @@ class TableModel(PythonModel):
         self.class_names = list(config.get("class_names") or [])
         self.booster = load_booster(self.framework, context.artifacts["booster"])
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params=None):
         frame = typed(model_input, self.features, self.categories)
         out = output(predict_raw(self.framework, self.booster, frame), self.task, self.class_names)
         out.index = model_input.index

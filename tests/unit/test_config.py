@@ -30,6 +30,19 @@ def test_compose_merges_shared_groups_and_overrides():
     assert flat["model.params.max_depth"] == "3" and flat["data.name"] == "breast_cancer"
 
 
+def test_the_gate_threshold_comes_from_the_data_group():
+    """0.9 on the image sets and breast_cancer; none on a table (a tick direction model's 55 %
+    can be a good one), where only the champion bars; an override wins either way."""
+    table = ["data.path=/lake/t", "data.target=y"]
+    assert config.compose(XGB, ["data=mnist"]).gate.threshold == 0.9
+    assert config.compose(XGB, ["data=breast_cancer"]).gate.threshold == 0.9
+    for data in ("parquet", "delta", "csv"):
+        assert config.compose(XGB, [f"data={data}", *table]).gate.threshold is None
+    assert config.compose(XGB, ["data=ticks"]).gate.threshold is None
+    assert config.compose(XGB, ["data=ticks", "gate.threshold=0.4"]).gate.threshold == 0.4
+    assert config.compose(XGB, ["data=mnist", "gate.threshold=null"]).gate.threshold is None
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

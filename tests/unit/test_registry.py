@@ -38,9 +38,10 @@ def test_decide_minimize_reads_naturally(candidate, champion, promote, words):
 
 def test_no_threshold_only_compares_with_the_champion():
     gate = registry.Gate.of(OmegaConf.merge(RMSE_GATE, {"threshold": None}))  # conf/task/regression.yaml
-    assert registry.decide(1e6, gate, None) == (True, "test_rmse 1e+06 no threshold set; no champion yet")
+    assert registry.decide(1e6, gate, None) == (True, "test_rmse 1e+06 with no threshold set; no champion yet")
     ok, reason = registry.decide(0.5, gate, 0.4)
     assert not ok and "worse than the champion's 0.4" in reason
+    assert registry.decide(0.3, gate, 0.4) == (True, "test_rmse 0.3 is not worse than the champion's 0.4")
 
 
 def test_reason_shows_enough_digits_to_tell_close_scores_apart():
