@@ -1,10 +1,20 @@
 """Errors a user can cause: they end the run with one readable line, not a traceback."""
 
 import os
+import sys
 
 # Exit codes shared by train.py (recipe) and the launcher/DAG: 2 tells Airflow a retry cannot help.
 EXIT_USER_ERROR = 2
 EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a terminated process
+
+
+def readable_output() -> None:
+    """For a run's process (train.py, a sweep, scoring): stdout line-buffered even when piped, so
+    Airflow task logs and CI show progress as it happens; and no "Downloading artifacts" bars,
+    which MLflow draws when it reads a model back (logging one checks it can serve its input
+    example; scoring loads one) and which say nothing to a user."""
+    sys.stdout.reconfigure(line_buffering=True)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 class UserError(Exception):

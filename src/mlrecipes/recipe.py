@@ -19,7 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from mlrecipes.errors import EXIT_TERMINATED, EXIT_USER_ERROR, UserError, one_line, tracking_failure
+from mlrecipes.errors import (
+    EXIT_TERMINATED,
+    EXIT_USER_ERROR,
+    UserError,
+    one_line,
+    readable_output,
+    tracking_failure,
+)
 
 SYSTEM_METRICS_INTERVAL_S = 5
 # Per-feature importance charts only for tables up to this wide: MNIST's 784-bar chart says
@@ -175,11 +182,7 @@ def peak_rss_mb() -> float:
 
 def main(project_file: str, fit: Callable, argv: list[str] | None = None) -> None:
     """Entry point for `train.py`: run the recipe and exit with a meaningful status."""
-    # Line-buffered even when piped (Airflow task logs, CI), so progress shows as it happens.
-    sys.stdout.reconfigure(line_buffering=True)
-    # MLflow reads the logged model back to check it can serve its input example; its
-    # "Downloading artifacts" bar there says nothing to a user and litters task logs.
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    readable_output()
     rc = run(Path(project_file).resolve().parent, fit, sys.argv[1:] if argv is None else argv)
     if _tracking_lost:
         # MLflow's exit handler would try to end the run: another whole retry budget of waiting

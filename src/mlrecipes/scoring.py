@@ -39,7 +39,7 @@ import numpy as np
 import pyarrow as pa
 
 from mlrecipes import config, tables
-from mlrecipes.errors import EXIT_TERMINATED, EXIT_USER_ERROR, UserError, one_line, require
+from mlrecipes.errors import EXIT_TERMINATED, EXIT_USER_ERROR, UserError, one_line, readable_output, require
 
 MODES = ("overwrite-slice", "append", "overwrite")
 FORMATS = ("auto", "parquet", "delta")
@@ -500,7 +500,7 @@ class DeltaOutput:
 
 
 def main(argv: list[str] | None = None) -> None:
-    sys.stdout.reconfigure(line_buffering=True)
+    readable_output()
     sys.exit(run(Path.cwd(), sys.argv[1:] if argv is None else argv))
 
 

@@ -49,10 +49,11 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlrecipes.errors import EXIT_TERMINATED, EXIT_USER_ERROR, UserError, one_line
+from mlrecipes.errors import EXIT_TERMINATED, EXIT_USER_ERROR, UserError, one_line, readable_output
 
 STORAGE_ENV = "MLRECIPES_OPTUNA_STORAGE"
 SWEEP_KEYS = {"objective", "direction", "n_trials", "n_jobs", "timeout_minutes", "sampler", "pruner", "params",
@@ -415,7 +416,7 @@ def parse_args(argv: list[str]) -> tuple[dict, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    sys.stdout.reconfigure(line_buffering=True)
+    readable_output()
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
         sys.exit("usage: python -m mlrecipes.sweep <project>/train.py --sweep NAME [--trials N] "
@@ -555,9 +556,11 @@ class Sweep:
         try:
             # Heartbeats: a trial whose process died (SIGKILL, out of memory) is failed by the next
             # sweep of the study after GRACE_S, instead of staying RUNNING for ever.
-            storage = optuna.storages.RDBStorage(
-                s.storage, engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else {},
-                heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+            with warnings.catch_warnings():  # heartbeats are marked experimental since Optuna 2.9
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                storage = optuna.storages.RDBStorage(
+                    s.storage, engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else {},
+                    heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
             probe = optuna.create_study(study_name=s.study, storage=storage, direction=s.direction,
                                         load_if_exists=True)
         except Exception as exc:  # a missing driver, an unreachable server, bad credentials

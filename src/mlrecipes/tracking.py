@@ -72,6 +72,8 @@ def log_dataset(ds: Dataset) -> None:
     with warnings.catch_warnings():
         # MLflow 3.17 registers its local-file dataset source twice and warns on every path.
         warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        # The dataset record's schema (an integer-coded class target): advice meant for model signatures.
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
         _log_dataset(ds)
 
 
