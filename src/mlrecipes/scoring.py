@@ -39,7 +39,7 @@ import numpy as np
 import pyarrow as pa
 
 from mlrecipes import config, tables
-from mlrecipes.errors import EXIT_TERMINATED, EXIT_USER_ERROR, UserError, one_line, readable_output, require
+from mlrecipes.errors import EXIT_TERMINATED, EXIT_USER_ERROR, UserError, one_line, readable_output, require, see
 
 MODES = ("overwrite-slice", "append", "overwrite")
 FORMATS = ("auto", "parquet", "delta")
@@ -106,6 +106,24 @@ def resolve_model(spec: str, registered: str) -> tuple[str, str]:
     return registered, spec if spec.isdigit() else "@" + spec.lstrip("@")
 
 
+def no_alias(client, name: str, alias: str) -> str:
+    """Why no version carries the alias, and what to do: train, promote, or score a version."""
+    hint = see("scoring-finds-no-champion")
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except Exception:  # noqa: BLE001 - the message stays useful without the count
+        versions = []
+    if not versions:
+        return f"no version of {name} has alias {alias}; train it first{hint}"
+    latest = max(versions, key=lambda v: int(v.version))
+    verdict = latest.tags.get("gate.decision")
+    said = f", {verdict}: {latest.tags.get('gate.reason', '')}" if verdict else ""
+    return (f"no version of {name} has alias {alias} ({len(versions)} registered; the latest, version "
+            f"{latest.version}{said}); promote one with `python -m mlrecipes.registry "
+            f"{'' if alias == 'champion' else f'--alias {alias} '}promote {name} {latest.version}` or score "
+            f"a version with -P model={latest.version}{hint}")
+
+
 def load_model(spec: str, registered: str, data_cfg) -> Model:
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -122,7 +140,7 @@ def load_model(spec: str, registered: str, data_cfg) -> Model:
             version = client.get_model_version(name, which)
     except MlflowException as exc:
         if which.startswith("@"):
-            raise UserError(f"no version of {name} has alias {which[1:]}; train it first") from None
+            raise UserError(no_alias(client, name, which[1:])) from None
         raise UserError(f"model version {name}/{which} does not exist ({one_line(exc.message)})") from None
     uri = f"models:/{name}/{version.version}"
     try:

@@ -181,7 +181,8 @@ def _missing_f3(tmp_path, champion):
 
 
 BAD = [
-    ("no-alias", ["model=@staging"], "no version of ticks-lightgbm has alias staging; train it first"),
+    ("no-alias", ["model=@staging"], "no version of ticks-lightgbm has alias staging (1 registered; the latest, "
+     "version 1, promoted: "),
     ("no-such-model", ["model=models:/nope/3"], "model version nope/3 does not exist"),
     ("missing-column", ["overrides=data.path={tmp}/no_f3"], "input column 'f3' is missing from parquet"),
     ("not-writable", ["output={tmp}/a_file/predictions"], "is not writable"),
@@ -217,8 +218,21 @@ def test_no_champion_yet_is_one_line(tmp_path):
     result = mlflow_run(uri, "xgboost", f"output={tmp_path / 'out'}", entry="predict",
                         env={"MLRECIPES_DATA_DIR": str(FIXTURE_DATA)})
     assert result.returncode != 0
-    assert result.last_line == "error: no version of mnist-xgboost has alias champion; train it first"
+    assert result.last_line == ("error: no version of mnist-xgboost has alias champion; train it first "
+                                "(see docs/troubleshooting.md#scoring-finds-no-champion)")
     assert result.run.info.status == "FAILED"
+    assert not (tmp_path / "out").exists()
+    # A version the gate rejected: the line says so, and how to promote or score it.
+    env = {"MLRECIPES_DATA_DIR": str(FIXTURE_DATA)}
+    trained = mlflow_run(uri, "xgboost", "num_boost_round=2", "overrides=gate.threshold=0.999", env=env)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    result = mlflow_run(uri, "xgboost", f"output={tmp_path / 'out'}", entry="predict", env=env)
+    assert result.returncode != 0 and result.run.info.status == "FAILED"
+    assert result.last_line.startswith("error: no version of mnist-xgboost has alias champion (1 registered; "
+                                       "the latest, version 1, rejected: test_accuracy "), result.last_line
+    assert result.last_line.endswith("below the gate threshold 0.999); promote one with `python -m "
+                                     "mlrecipes.registry promote mnist-xgboost 1` or score a version with "
+                                     "-P model=1 (see docs/troubleshooting.md#scoring-finds-no-champion)")
     assert not (tmp_path / "out").exists()
 
 
