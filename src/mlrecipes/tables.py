@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -255,6 +256,18 @@ def _cast(column: str, values: list, kind: pa.DataType) -> pa.Array:
     try:
         if pa.types.is_string(kind) or pa.types.is_large_string(kind):
             return pa.array([str(v) for v in values], type=kind)
+        if pa.types.is_timestamp(kind):
+            return pa.array([_utc(v) for v in values], pa.timestamp(kind.unit)).cast(kind)
         return pa.array([str(v) for v in values]).cast(kind)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
         raise UserError(f"data.filters: {values} cannot be compared with column '{column}' ({kind})") from None
+
+
+def _utc(value) -> datetime:
+    """A filter's time as naive UTC, which Arrow then reads as the column's instant.
+
+    Tick tables keep their times either with a zone (Spark and Delta's TIMESTAMP, Parquet's
+    isAdjustedToUTC) or without one (TIMESTAMP_NTZ): a value with an offset (+09:00, Z) is converted
+    to UTC, one without is taken as UTC, so `2026-01-03T00:00:00` filters either kind of column."""
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment

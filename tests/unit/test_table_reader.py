@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from omegaconf import OmegaConf
 
@@ -48,8 +49,25 @@ def test_filter_values_are_cast_to_the_column_type(ticks):
     assert pc.min(got["f0"]).as_py() > 0
 
 
+def test_time_filters_on_columns_with_and_without_a_zone(tmp_path):
+    """Spark / Delta TIMESTAMP columns carry UTC; TIMESTAMP_NTZ ones no zone. A value without an
+    offset is UTC on either; one with an offset is that instant."""
+    times = pd.to_datetime(["2026-01-02T23:30:00", "2026-01-03T00:30:00", "2026-01-03T09:30:00"])
+    for zone in (None, "UTC", "Asia/Seoul"):
+        ts = pa.array(times).cast(pa.timestamp("us"))
+        if zone:
+            ts = ts.cast(pa.timestamp("us", tz="UTC")).cast(pa.timestamp("us", tz=zone))
+        path = tmp_path / f"t_{str(zone).replace('/', '_')}.parquet"
+        pq.write_table(pa.table({"ts": ts, "f0": [1.0, 2.0, 3.0]}), path)
+        for value, rows in (("2026-01-03T00:00:00", 2), ("2026-01-03", 2), ("2026-01-03T00:00:00Z", 2),
+                            ("2026-01-03T09:00:00+09:00", 2), ("2026-01-03T18:00:00+09:00", 1)):
+            got = tables.open_table(cfg(path, filters=[["ts", "ge", value]])).read(["f0"])
+            assert got.num_rows == rows, (zone, value)
+
+
 @pytest.mark.parametrize(("filters", "message"), [
     ([["price", "gt", 1]], "data.filters: unknown column 'price'"),
+    ([["ts", "ge", "yesterday"]], "data.filters: ['yesterday'] cannot be compared with column 'ts'"),
     ([["f0", "like", 1]], "data.filters: unknown operator 'like'"),
     ([["f0", "gt", "abc"]], "cannot be compared with column 'f0'"),
     ([["f0"]], "expected [column, op, value]"),
