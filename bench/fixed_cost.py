@@ -5,7 +5,9 @@ step by step; write, never assert.
 
 Per job, on a store of its own (bench/work/fixed_cost.db; the first run on it is the "new store"
 figure): the wall time of `python -m mlrecipes.jobs run <job> <tiny params>` (what `make run` and
-Airflow call), median of --repeats warm runs; then `train.py` alone in the project's environment
+Airflow call), median of --repeats warm runs; the same against a local MLflow tracking server
+(`mlflow server` over a SQLite file of its own, artifacts served: the compose stack's topology,
+where neither process imports the SQL store; --no-server skips it); then `train.py` alone in the project's environment
 under cProfile, whose cumulative seconds per recipe step say where the time goes (the imports
 before the recipe starts, opening the run, composing the config, ingest, fit, evaluation, plots,
 logging the model, registry + gate, closing the run). cProfile slows Python code down by ~1.3x,
@@ -18,11 +20,14 @@ import argparse
 import json
 import os
 import pstats
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 from readme_block import write_block
@@ -64,6 +69,37 @@ def launcher_wall(job: str, params: dict, env: dict) -> float:
     return time.perf_counter() - started
 
 
+@contextmanager
+def tracking_server(env: dict):
+    """`mlflow server` on a free local port, over a store and artifact root of its own; yields its URL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    store, artifacts = WORK / "fixed_cost_server.db", WORK / "fixed_cost_artifacts"
+    store.unlink(missing_ok=True)
+    log = (WORK / "fixed_cost_server.log").open("w")
+    server = subprocess.Popen([str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1",
+                               "--port", str(port), "--workers", "1", "--backend-store-uri", f"sqlite:///{store}",
+                               "--artifacts-destination", str(artifacts)],
+                              env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"mlflow server did not start; see {log.name}") from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
 def profile_steps(job: str, params: dict, env: dict) -> dict:
     from mlrecipes import envs, schedule
 
@@ -103,6 +139,9 @@ def write_readme(results: dict) -> None:
                 + " | ".join(f"**{j['train_py_wall_s']:.1f}**" for j in jobs.values()) + " |")
     rows.append("| **through the launcher, wall (median)** | "
                 + " | ".join(f"**{j['launcher_s']:.1f}**" for j in jobs.values()) + " |")
+    if all("server_launcher_s" in j for j in jobs.values()):
+        rows.append("| **the same against a local tracking server (HTTP), wall (median)** | "
+                    + " | ".join(f"**{j['server_launcher_s']:.1f}**" for j in jobs.values()) + " |")
     first = next(j for j in jobs.values() if j.get("first_run_is_new_store"))
     job = next(name for name, j in jobs.items() if j is first)
     rows.append(f"\nMeasured {results['date']} (`bench/fixed_cost.py`): tiny runs on the fixture (2 rounds or 1 "
@@ -115,6 +154,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--jobs", nargs="*", default=list(TINY))
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--no-server", action="store_true", help="skip the runs against a local tracking server")
     args = ap.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     store = WORK / "fixed_cost.db"
@@ -133,6 +173,16 @@ def main() -> int:
         row.update(profile_steps(job, params, env))
         results["jobs"][job] = row
         print(json.dumps({job: row}), flush=True)
+    if not args.no_server:
+        with tracking_server(env) as url:
+            served = {**env, "MLFLOW_TRACKING_URI": url}
+            for job in args.jobs:
+                launcher_wall(job, TINY[job], served)  # the experiment and the registered model exist after it
+                walls = [launcher_wall(job, TINY[job], served) for _ in range(args.repeats)]
+                results["jobs"][job]["server_launcher_s"] = round(statistics.median(walls), 2)
+                results["jobs"][job]["server_launcher_all_s"] = [round(w, 2) for w in walls]
+                print(json.dumps({job: {"server_launcher_all_s": results["jobs"][job]["server_launcher_all_s"]}}),
+                      flush=True)
     out = REPO / "bench" / "results" / "fixed_cost.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
