@@ -62,8 +62,9 @@ class MlflowJobOperator(BaseOperator):
 
         argv = [sys.executable, "-m", "mlrecipes.jobs", "run", self.job]
         params = dict(context["params"])
-        if "interval" in params and not params["interval"]:
-            # A scoring job: the run's data interval is the slice it scores (and a rerun replaces).
+        if "interval" in params and not params["interval"] and params.get("interval_column"):
+            # A job on a time column: the run's data interval is the slice it scores (and a rerun
+            # replaces), or the end of the window it trains on (with `lookback`).
             start, end = context.get("data_interval_start"), context.get("data_interval_end")
             if start is not None and end is not None and start < end:
                 params["interval"] = f"{start.isoformat()}/{end.isoformat()}"
@@ -111,9 +112,9 @@ def _build(job: schedule.Job, form: dict) -> DAG:
         "The MLflow run id is in XCom (`mlflow_run_id`) and behind the task's **MLflow run** link."
     )
     timetable = job.schedule
-    if job.schedule and "interval" in params:
-        # Scoring: a run covers the interval that just ended (a daily run at 00:00 scores yesterday);
-        # Airflow 3's plain cron schedule would give it an empty interval.
+    if job.schedule and "interval" in params and job.params.get("interval_column"):
+        # A job on a time column: a run covers the interval that just ended (a daily run at 00:00
+        # scores yesterday); Airflow 3's plain cron schedule would give it an empty interval.
         timetable = CronDataIntervalTimetable(job.schedule, timezone="UTC")
     with DAG(
         dag_id=f"mlrecipes_{job.name}",

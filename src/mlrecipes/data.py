@@ -452,6 +452,10 @@ KINDS = ("idx", "mnist", "breast_cancer", *tables.KINDS)
 
 def load(cfg, task: str = "classification") -> Dataset:
     require(cfg.kind in KINDS, f"unknown data.kind '{cfg.kind}'; valid: {', '.join(KINDS)}")
+    if cfg.kind in ("idx", "mnist", "breast_cancer"):  # the MLproject passes the window keys to every data group
+        window = [k for k in ("interval", "interval_column", "lookback") if cfg.get(k)]
+        require(not window, f"data.{window[0] if window else ''} is for tables (parquet, delta, csv); "
+                            f"data={cfg.name} has no time column")
     if cfg.kind in ("idx", "mnist"):
         require(task == "classification", f"task={task}: image sets are classification only")
         return load_idx(cfg)

@@ -129,7 +129,7 @@ def load_model(spec: str, registered: str, data_cfg) -> Model:
     from mlflow.exceptions import MlflowException
 
     name, which = resolve_model(spec, registered)
-    # table_model's own filter comes too late for loading: MLflow warns while it reads the class.
+    # Table models logged before table_model's `predict` had a type hint: MLflow warns while it reads the class.
     warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
     client = mlflow.MlflowClient()
     try:
@@ -237,40 +237,6 @@ def image_chunks(data_cfg, split: str, batch_size: int):
 
 
 # ---------------------------------------------------------------- the slice (filter + interval)
-
-
-def _conditions(spec) -> list[list]:
-    from omegaconf import OmegaConf
-
-    if spec in (None, "", []):
-        return []
-    spec = OmegaConf.to_container(spec) if OmegaConf.is_config(spec) else spec
-    if isinstance(spec, list | tuple) and len(spec) == 3 and isinstance(spec[0], str) and str(spec[1]) in tables.OPS:
-        spec = [spec]
-    return [list(c) for c in spec]
-
-
-def interval_conditions(interval: str, column: str | None, schema: pa.Schema) -> list[list]:
-    """`START/END` on `column`: [[column, ge, START], [column, lt, END]] in the column's own terms."""
-    if not interval:
-        return []
-    require(bool(column), "scoring.interval needs scoring.interval_column (the time or date column it filters)")
-    require(column in schema.names, f"scoring.interval_column: unknown column '{column}'; "
-                                    f"columns: {', '.join(schema.names)}")
-    start_text, sep, end_text = str(interval).partition("/")
-    try:
-        start, end = (datetime.fromisoformat(t.strip()) for t in (start_text, end_text))
-    except ValueError:
-        raise UserError(f"scoring.interval {interval!r}: expected START/END in ISO 8601, "
-                        "e.g. 2026-01-03T00:00:00+00:00/2026-01-04T00:00:00+00:00") from None
-    require(bool(sep) and start < end, f"scoring.interval {interval!r}: START must be before END")
-    start, end = (t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo else t for t in (start, end))
-    kind = schema.field(column).type
-    if pa.types.is_timestamp(kind):
-        return [[column, "ge", start.isoformat()], [column, "lt", end.isoformat()]]
-    midnight = all(t.time() == datetime.min.time() for t in (start, end))
-    require(midnight, f"scoring.interval {interval!r}: '{column}' holds dates, so START and END must be midnights")
-    return [[column, "ge", start.date().isoformat()], [column, "lt", end.date().isoformat()]]
 
 
 def sql_predicate(conditions: list[list], schema: pa.Schema) -> str | None:
@@ -607,8 +573,9 @@ def _score(cfg, run_id: str, signals: _Signals) -> None:
                 f"model {model.name} was trained on images; data={cfg.data.kind} is a table")
         source = tables.open_table(cfg.data)
         schema = source.schema
-        conditions = [*_conditions(cfg.data.get("filters")),
-                      *interval_conditions(str(s.interval or ""), s.get("interval_column"), schema)]
+        conditions = [*tables.conditions(cfg.data, schema),  # the data group's filters and window, then the slice
+                      *tables.interval_conditions(str(s.interval or ""), s.get("interval_column"), schema,
+                                                  key="scoring")]
         source.filter, source.filter_text = tables.filter_expression(conditions, schema)
         describe, input_kind, filter_text = source.describe(), source.kind, source.filter_text
         keys = [str(k) for k in (s["keys"] or [])]

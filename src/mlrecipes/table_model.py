@@ -19,9 +19,6 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-# `model_input: pd.DataFrame`: MLflow warns about a `predict` without a type hint. A frame is one it
-# infers no schema from and wraps nothing for, so the logged signature still validates the input.
-
 
 def typed(frame: pd.DataFrame, features: list[str], categories: dict[str, list[str]]) -> pd.DataFrame:
     """Feature columns in training order: numbers as float32, strings as the training categoricals."""
@@ -77,6 +74,8 @@ class TableModel(PythonModel):
         self.class_names = list(config.get("class_names") or [])
         self.booster = load_booster(self.framework, context.artifacts["booster"])
 
+    # The hint: MLflow warns about a `predict` without one. A DataFrame is a hint it infers no schema
+    # from and wraps nothing for, so the logged signature still validates the input.
     def predict(self, context, model_input: pd.DataFrame, params=None):
         frame = typed(model_input, self.features, self.categories)
         out = output(predict_raw(self.framework, self.booster, frame), self.task, self.class_names)

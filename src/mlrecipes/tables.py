@@ -11,8 +11,9 @@ column's type, so a timestamp column compares with `2026-01-02T10:00:00`.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -89,7 +90,7 @@ def open_table(cfg) -> TableSource:
     else:
         require(cfg.get("version") is None, f"data.version is for Delta tables; {kind} has no versions")
         source = _open_files(kind, uri, options)
-    source.filter, source.filter_text = filter_expression(cfg.get("filters"), source.schema)
+    source.filter, source.filter_text = filter_expression(conditions(cfg, source.schema), source.schema)
     return source
 
 
@@ -208,7 +209,69 @@ def delta_storage_options(uri: str, options: dict) -> dict[str, str] | None:
     return {k: v for k, v in out.items() if v}
 
 
-# ---------------------------------------------------------------- filters
+# ---------------------------------------------------------------- filters and the time window
+
+
+def conditions(cfg, schema: pa.Schema) -> list[list]:
+    """The rows a data group selects: its `filters`, then its time window (`interval`, `lookback`)."""
+    return [*as_conditions(cfg.get("filters")),
+            *interval_conditions(cfg.get("interval") or "", cfg.get("interval_column"), schema,
+                                 lookback=cfg.get("lookback") or None, key="data")]
+
+
+def as_conditions(spec) -> list[list]:
+    """`data.filters` as a list of [column, op, value] (one condition may come without the outer list)."""
+    from omegaconf import OmegaConf
+
+    if spec in (None, "", []):
+        return []
+    spec = OmegaConf.to_container(spec) if OmegaConf.is_config(spec) else spec
+    require(isinstance(spec, list | tuple), f"data.filters must be a list of [column, op, value], got {spec!r}")
+    if len(spec) == 3 and isinstance(spec[0], str) and str(spec[1]) in OPS:
+        spec = [spec]
+    return [list(c) if isinstance(c, list | tuple) else c for c in spec]
+
+
+LOOKBACK_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def interval_conditions(interval: str, column: str | None, schema: pa.Schema, lookback: str | None = None,
+                        key: str = "data") -> list[list]:
+    """`START/END` on `column`: [[column, ge, START], [column, lt, END]] in the column's own terms.
+
+    `lookback` (30d, 12h, 4w; data groups only) makes START = END - lookback: a weekly retraining
+    on the last 30 days gets Airflow's data interval as `interval` and keeps only its END. Without
+    an interval, END is now (a date column: today's midnight, UTC)."""
+    if not interval and not lookback:
+        return []
+    require(bool(column), f"{key}.interval needs {key}.interval_column (the time or date column it filters)")
+    require(column in schema.names, f"{key}.interval_column: unknown column '{column}'; "
+                                    f"columns: {', '.join(schema.names)}")
+    kind = _value_type(schema.field(column).type)
+    dates = not pa.types.is_timestamp(kind)
+    if interval:
+        start_text, sep, end_text = str(interval).partition("/")
+        try:
+            start, end = (datetime.fromisoformat(t.strip()) for t in (start_text, end_text))
+        except ValueError:
+            raise UserError(f"{key}.interval {interval!r}: expected START/END in ISO 8601, "
+                            "e.g. 2026-01-03T00:00:00+00:00/2026-01-04T00:00:00+00:00") from None
+        require(bool(sep) and start < end, f"{key}.interval {interval!r}: START must be before END")
+        start, end = (t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo else t for t in (start, end))
+    else:
+        end = datetime.now(UTC).replace(tzinfo=None)
+        end = end.replace(hour=0, minute=0, second=0, microsecond=0) if dates else end
+    if lookback:
+        match = re.fullmatch(r"\s*(\d+)\s*([mhdw])\s*", str(lookback))
+        require(match is not None and int(match[1]) > 0,
+                f"{key}.lookback {lookback!r}: expected a length such as 30d, 12h, 90m or 4w")
+        start = end - timedelta(**{LOOKBACK_UNITS[match[2]]: int(match[1])})
+    if not dates:
+        return [[column, "ge", start.isoformat()], [column, "lt", end.isoformat()]]
+    midnight = all(t.time() == datetime.min.time() for t in (start, end))
+    require(midnight, f"{key}.interval {interval or lookback!r}: '{column}' holds dates, so START and END "
+                      "must be midnights")
+    return [[column, "ge", start.date().isoformat()], [column, "lt", end.date().isoformat()]]
 
 
 def filter_expression(spec, schema: pa.Schema) -> tuple[pc.Expression | None, str]:

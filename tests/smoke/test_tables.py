@@ -55,6 +55,23 @@ def test_parquet_directory_filter_time_split_categoricals(run_project, tracking_
 
 
 @pytest.mark.smoke
+def test_a_rolling_window_through_the_mlproject_params(run_project, ticks):
+    """What a scheduled retraining passes: Airflow's data interval, the column, and a lookback; the
+    run trains on the 2 days before the interval's end."""
+    result = run_project("lightgbm", "data=parquet", "num_boost_round=10",
+                         "interval=2026-01-04T00:00:00+00:00/2026-01-05T00:00:00+00:00", "interval_column=date",
+                         "lookback=2d", f"overrides=data.path={ticks['parquet']} data.target=direction "
+                         f"data.name=ticks_window {FEATURES} {LOW_GATE}", experiment="tables")
+    assert result.returncode == 0, result.stderr[-3000:]
+    p = result.run.data.params
+    t = ticks["table"]
+    window = t.filter(pc.and_(pc.greater_equal(t["date"], "2026-01-03"), pc.less(t["date"], "2026-01-05")))
+    assert int(p["data.rows.read"]) == window.num_rows
+    assert p["data.source.filter"] == "date >= '2026-01-03' and date < '2026-01-05'"
+    assert p["data.lookback"] == "2d" and p["data.interval_column"] == "date"
+
+
+@pytest.mark.smoke
 def test_delta_version_binary_target_logs_auc(run_project, tracking_uri, ticks):
     result = run_project("lightgbm", *table_params(
         ticks["delta"], "data.version=0", "data.exclude=[date,ts,next_return,direction]", LOW_GATE,

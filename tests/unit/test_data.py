@@ -45,6 +45,14 @@ def test_fixture_is_real_mnist_subset():
     assert set(np.unique(ds.y_train)) == set(range(10))
 
 
+def test_a_time_window_on_an_image_set_is_one_line():
+    """The GBDT MLprojects pass interval / interval_column / lookback to every data group; only
+    tables have a time column, and an empty value (the MLproject's default) is no window."""
+    assert len(data.load(mnist_cfg(FIXTURE.parent, interval="", interval_column="", lookback="")).y_test) == 200
+    with pytest.raises(UserError, match=r"^data.lookback is for tables \(parquet, delta, csv\); data=mnist has no"):
+        data.load(mnist_cfg(FIXTURE.parent, interval="", interval_column="", lookback="30d"))
+
+
 def test_split_is_deterministic_and_stratified():
     first = data.load_mnist(mnist_cfg(FIXTURE.parent))
     second = data.load_mnist(mnist_cfg(FIXTURE.parent))

@@ -3,7 +3,7 @@
 import pyarrow as pa
 import pytest
 
-from mlrecipes import scoring
+from mlrecipes import scoring, tables
 from mlrecipes.errors import UserError
 
 SCHEMA = pa.schema([("ts", pa.timestamp("us")), ("date", pa.string()), ("symbol", pa.string()),
@@ -26,11 +26,11 @@ def test_a_run_uri_is_refused():
 
 def test_interval_on_a_date_column_and_a_timestamp_column():
     interval = "2026-01-03T00:00:00+00:00/2026-01-04T00:00:00+00:00"
-    assert scoring.interval_conditions(interval, "date", SCHEMA) == [["date", "ge", "2026-01-03"],
-                                                                     ["date", "lt", "2026-01-04"]]
-    assert scoring.interval_conditions("2026-01-03T09:00:00+09:00/2026-01-03T12:00:00+09:00", "ts", SCHEMA) == [
+    assert tables.interval_conditions(interval, "date", SCHEMA) == [["date", "ge", "2026-01-03"],
+                                                                    ["date", "lt", "2026-01-04"]]
+    assert tables.interval_conditions("2026-01-03T09:00:00+09:00/2026-01-03T12:00:00+09:00", "ts", SCHEMA) == [
         ["ts", "ge", "2026-01-03T00:00:00"], ["ts", "lt", "2026-01-03T03:00:00"]]  # in UTC
-    assert scoring.interval_conditions("", None, SCHEMA) == []
+    assert tables.interval_conditions("", None, SCHEMA) == []
 
 
 @pytest.mark.parametrize(("interval", "column", "message"), [
@@ -42,7 +42,7 @@ def test_interval_on_a_date_column_and_a_timestamp_column():
 ])
 def test_bad_intervals(interval, column, message):
     with pytest.raises(UserError, match=message):
-        scoring.interval_conditions(interval, column, SCHEMA)
+        tables.interval_conditions(interval, column, SCHEMA, key="scoring")
 
 
 def test_the_slice_as_a_delta_predicate():
