@@ -6,6 +6,7 @@ including how a run ends on errors and signals, lives here once.
 
 from __future__ import annotations
 
+import gc
 import os
 import resource
 import signal
@@ -231,26 +232,32 @@ def run(project_dir: Path, fit: Callable, argv: list[str]) -> int:
         print(f"error: {failure[0]}", file=sys.stderr, flush=True)
         return failure[1]
     run_id = active.info.run_id
+    outcome = ("FINISHED", 0, None)
     try:
         steps(config.compose(project_dir, config.parse_argv(argv)), fit)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
-        return _end(mlflow, "FAILED", EXIT_USER_ERROR, str(exc))
+        outcome = ("FAILED", EXIT_USER_ERROR, str(exc))
     except (Terminated, KeyboardInterrupt):
         print(f"error: run {run_id} terminated", file=sys.stderr, flush=True)
-        return _end(mlflow, "KILLED", EXIT_TERMINATED, "terminated by a signal")
+        outcome = ("KILLED", EXIT_TERMINATED, "terminated by a signal")
     except Exception as exc:
         failure = tracking_failure(exc, mlflow.get_tracking_uri())
         if failure is None:
             traceback.print_exc()
-            return _end(mlflow, "FAILED", 1, f"{type(exc).__name__}: {exc}")
-        print(f"error: {failure[0]}", file=sys.stderr, flush=True)
-        if failure[1] != EXIT_USER_ERROR:  # unreachable: nothing can be recorded now
-            global _tracking_lost
-            _tracking_lost = True
-            return failure[1]
-        return _end(mlflow, "FAILED", failure[1], failure[0])
-    return _end(mlflow, "FINISHED", 0)
+            outcome = ("FAILED", 1, f"{type(exc).__name__}: {exc}")
+        else:
+            print(f"error: {failure[0]}", file=sys.stderr, flush=True)
+            if failure[1] != EXIT_USER_ERROR:  # unreachable: nothing can be recorded now
+                global _tracking_lost
+                _tracking_lost = True
+                return failure[1]
+            outcome = ("FAILED", failure[1], failure[0])
+    # Closed outside the handlers: a signal can interrupt a write to the store, and the frames of
+    # the exception's traceback then hold its connection, mid-transaction, with SQLite's lock
+    # (every later write waited 20 s and failed: the run lost its exit status). Those frames are
+    # freed here, their cycles by _end's gc.collect().
+    return _end(mlflow, run_id, *outcome)
 
 
 def steps(cfg, fit: Callable, ds=None, register: bool = True) -> Outcome:
@@ -316,12 +323,26 @@ def steps(cfg, fit: Callable, ds=None, register: bool = True) -> Outcome:
     return Outcome(run_id, {**validation, **results}, info.model_uri, registered)
 
 
-def _end(mlflow, status: str, exit_code: int, error: str | None = None) -> int:
+def _end(mlflow, run_id: str, status: str, exit_code: int, error: str | None = None) -> int:
     # Shield the bookkeeping from a second signal so the run never stays RUNNING.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_IGN)
+    gc.collect()  # an interrupted write's connection (see run) rolls back and lets go of the store
     if exit_code:
         # Why it ended, in the UI; the launcher exits with exit_code (2: Airflow does not retry).
-        mlflow.set_tags({"mlrecipes.exit_code": str(exit_code), "mlrecipes.error": one_line(error or "")[:1000]})
-    mlflow.end_run(status)
+        # By id, not the fluent API, which tags whatever run is active (and starts one if none is);
+        # a failure here must not keep the run from being closed.
+        from mlflow.entities import RunTag
+
+        try:
+            mlflow.MlflowClient().log_batch(run_id, tags=[
+                RunTag("mlrecipes.exit_code", str(exit_code)), RunTag("mlrecipes.error", one_line(error or "")[:1000])])
+        except Exception as exc:  # noqa: BLE001 - the launcher still reads the exit status
+            print(f"warning: could not tag run {run_id} with its exit status: {one_line(str(exc))}",
+                  file=sys.stderr, flush=True)
+    active = mlflow.active_run()
+    if active is not None and active.info.run_id == run_id:
+        mlflow.end_run(status)  # also stops the system-metrics thread
+    else:
+        mlflow.MlflowClient().set_terminated(run_id, status)
     return exit_code
