@@ -39,6 +39,7 @@ or `-P study=NAME`. Trials already finished in the study count toward `n_trials`
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
@@ -435,31 +436,28 @@ def run(train_file: Path, argv: list[str]) -> int:
     parent = mlflow.start_run(log_system_metrics=True)  # the run `mlflow run` created
     run_id = parent.info.run_id
     sweep = None
+    outcome = ("FINISHED", 0, None)
     try:
         sweep = Sweep(train_file, run_id)
         sweep.prepare(argv)
         rc = sweep.optimize()
         if rc:
-            return _end(mlflow, "FAILED", rc, sweep.failure)
+            outcome = ("FAILED", rc, sweep.failure)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
-        return _end(mlflow, "FAILED", EXIT_USER_ERROR, str(exc))
+        outcome = ("FAILED", EXIT_USER_ERROR, str(exc))
     except (recipe.Terminated, KeyboardInterrupt):
         _stop.set()
         print(f"error: sweep run {run_id} terminated", file=sys.stderr, flush=True)
-        if sweep is not None:
-            sweep.close_open_children()
-        return _end(mlflow, "KILLED", EXIT_TERMINATED, "terminated by a signal")
+        outcome = ("KILLED", EXIT_TERMINATED, "terminated by a signal")
     except Exception as exc:
         traceback.print_exc()
-        return _end(mlflow, "FAILED", 1, f"{type(exc).__name__}: {exc}")
-    return _end(mlflow, "FINISHED", 0)
-
-
-def _end(mlflow, status: str, exit_code: int, error: str | None = None) -> int:
-    from mlrecipes import recipe
-
-    return recipe._end(mlflow, status, exit_code, error)
+        outcome = ("FAILED", 1, f"{type(exc).__name__}: {exc}")
+    # After the handlers, as recipe.run: a traceback's frames may hold an interrupted store write.
+    if outcome[0] == "KILLED" and sweep is not None:
+        gc.collect()
+        sweep.close_open_children()
+    return recipe._end(mlflow, run_id, *outcome)
 
 
 class Sweep:
