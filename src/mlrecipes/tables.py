@@ -257,7 +257,7 @@ def interval_conditions(interval: str, column: str | None, schema: pa.Schema, lo
             raise UserError(f"{key}.interval {interval!r}: expected START/END in ISO 8601, "
                             "e.g. 2026-01-03T00:00:00+00:00/2026-01-04T00:00:00+00:00") from None
         require(bool(sep) and start < end, f"{key}.interval {interval!r}: START must be before END")
-        start, end = (t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo else t for t in (start, end))
+        start, end = _utc(start), _utc(end)
     else:
         end = datetime.now(UTC).replace(tzinfo=None)
         end = end.replace(hour=0, minute=0, second=0, microsecond=0) if dates else end
@@ -274,17 +274,11 @@ def interval_conditions(interval: str, column: str | None, schema: pa.Schema, lo
     return [[column, "ge", start.date().isoformat()], [column, "lt", end.date().isoformat()]]
 
 
-def filter_expression(spec, schema: pa.Schema) -> tuple[pc.Expression | None, str]:
-    """`[[column, op, value], ...]` (all must hold) -> an Arrow expression and a readable text."""
-    if spec in (None, "", []):
+def filter_expression(spec: list, schema: pa.Schema) -> tuple[pc.Expression | None, str]:
+    """`[[column, op, value], ...]` (all must hold; `conditions` builds it) -> an Arrow expression
+    and a readable text."""
+    if not spec:
         return None, ""
-    from omegaconf import OmegaConf
-
-    if not isinstance(spec, list | tuple):
-        spec = OmegaConf.to_container(spec) if OmegaConf.is_config(spec) else spec
-    require(isinstance(spec, list | tuple), f"data.filters must be a list of [column, op, value], got {spec!r}")
-    if len(spec) == 3 and isinstance(spec[0], str) and str(spec[1]) in OPS:
-        spec = [spec]  # one condition given without the outer list
     expression, texts = None, []
     for condition in spec:
         require(isinstance(condition, list | tuple) and len(condition) == 3,
