@@ -36,6 +36,39 @@ def scores(task: str, y_true: np.ndarray, pred: np.ndarray, n_classes: int, pref
     return out
 
 
+def on_test_rows(model_uri: str, ds) -> dict[str, float]:
+    """Another logged model's test_* metrics on `ds`'s test rows: how the gate compares a champion
+    that was tested on other rows. The rows go in as scoring hands them over (tables: the raw
+    columns its signature names; images: float pixels in [0, 1]); its output is put in this run's
+    class order, so the metrics are the same functions of the same rows as the candidate's.
+    (mlflow.evaluate would log another set of metrics, named its own way, into this run.)"""
+    import warnings
+
+    from mlrecipes import data
+
+    # Table models logged before table_model's `predict` had a type hint: MLflow warns while it reads the class.
+    warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
+    model = mlflow.pyfunc.load_model(model_uri)
+    if ds.feature_names is None:
+        out = np.asarray(model.predict(data.flat_float(ds.X_test)), dtype=np.float64)
+        return scores(ds.task, ds.y_test, out.reshape(len(ds.y_test), -1), ds.num_classes, "test")
+    schema = model.metadata.get_input_schema()
+    needed = schema.input_names() if schema is not None else list(ds.feature_names)
+    missing = [c for c in needed if c not in ds.X_test.columns]
+    if missing:
+        raise ValueError(f"it needs column {', '.join(map(repr, missing))}, which this run does not read")
+    out = model.predict(data.raw_rows(ds.X_test[needed]))
+    if ds.task == "regression":
+        return scores(ds.task, ds.y_test, out["prediction"].to_numpy(np.float64), 0, "test")
+    columns = [f"proba_{c}" for c in ds.class_names]
+    if not any(c in out.columns for c in columns):
+        raise ValueError(f"it predicts none of this run's classes ({', '.join(ds.class_names)})")
+    # A class this run has and the champion never saw: probability 0 (the floor keeps rows summing > 0).
+    proba = np.column_stack([out[c].to_numpy(np.float64) if c in out.columns else np.zeros(len(out))
+                             for c in columns])
+    return scores(ds.task, ds.y_test, np.clip(proba, 1e-12, None), ds.num_classes, "test")
+
+
 def as_proba(pred) -> np.ndarray:
     """(n, classes) probabilities; a binary model's (n,) P(positive) becomes two columns."""
     proba = np.asarray(pred, dtype=np.float64)

@@ -22,6 +22,7 @@ import math
 import os
 import shlex
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -84,8 +85,10 @@ def _pair(a: float, b: float) -> tuple[str, str]:
     return repr(a), repr(b)
 
 
-def decide(candidate: float, gate: Gate, champion: float | None) -> tuple[bool, str]:
-    """Pass when the candidate reaches the threshold and is not worse than the champion."""
+def decide(candidate: float, gate: Gate, champion: float | None, basis: str = "") -> tuple[bool, str]:
+    """Pass when the candidate reaches the threshold and is not worse than the champion.
+
+    `basis`: how the champion's value was obtained (champion_value), added to a reason that uses it."""
     m = gate.metric
     if not math.isfinite(candidate):
         return False, f"{m} is {candidate}: not a number the gate can compare"
@@ -100,8 +103,8 @@ def decide(candidate: float, gate: Gate, champion: float | None) -> tuple[bool, 
         return True, f"{m} {candidate:.4g} {reached or 'with no threshold set'}; no champion yet"
     c, h = _pair(candidate, champion)
     if gate.worse(candidate, champion):
-        return False, f"{m} {c} worse than the champion's {h}"
-    return True, f"{m} {c} {reached + ' and is' if reached else 'is'} not worse than the champion's {h}"
+        return False, f"{m} {c} worse than the champion's {h}{basis}"
+    return True, f"{m} {c} {reached + ' and is' if reached else 'is'} not worse than the champion's {h}{basis}"
 
 
 def _client(tracking_uri: str | None = None):
@@ -131,11 +134,51 @@ def _run_metric(client, version, metric: str) -> float | None:
         return None
 
 
-def register_and_gate(model_uri: str, name: str, run_id: str, metrics: dict, gate) -> dict:
+def test_digest(client, run_id: str) -> str | None:
+    """The digest of the rows a run was tested on (its dataset input in context `evaluation`)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        inputs = client.get_run(run_id).inputs
+    except MlflowException:
+        return None
+    for item in (inputs.dataset_inputs if inputs else []):
+        if any(t.key == "mlflow.data.context" and t.value == "evaluation" for t in item.tags):
+            return item.dataset.digest
+    return None
+
+
+def champion_value(client, name: str, current, metric: str, run_id: str,
+                   rescore: Callable[[str], dict] | None) -> tuple[float | None, str]:
+    """The champion's `metric` to compare the candidate with, and how it was obtained.
+
+    Its own run's value when it was tested on the candidate's rows (same test digest). Otherwise
+    (a rolling window, a new day of ticks) two test accuracies of two different windows say
+    nothing about which model is better: the champion is re-scored on the candidate's test rows.
+    If it cannot score them (a column it needs is gone), its own value stands, and the reason says so.
+    """
+    logged = _run_metric(client, current, metric)
+    if current is None or rescore is None or test_digest(client, current.run_id) == test_digest(client, run_id):
+        return logged, ""
+    was = f"; its own run logged {logged:.4g}" if logged is not None else ""
+    try:
+        value = float(rescore(f"models:/{name}/{current.version}")[metric])
+    except Exception as exc:  # noqa: BLE001 - any failure to score leaves the logged value
+        why = one_line(str(exc)) or type(exc).__name__
+        print(f"warning: champion version {current.version} cannot score this run's test rows ({why}); "
+              f"the gate compares with the value its own run logged", file=sys.stderr, flush=True)
+        return logged, f" (its own test rows: it cannot score this run's: {why})"
+    return value, f" (version {current.version} re-scored on this run's test rows{was})"
+
+
+def register_and_gate(model_uri: str, name: str, run_id: str, metrics: dict, gate,
+                      rescore: Callable[[str], dict] | None = None) -> dict:
     """Register `model_uri` as a new version of `name`, apply the gate, tag run and version.
 
     `metrics`: the run's evaluation results; the gate picks `gate.metric` from them. A gate that
     cannot be applied (unknown metric, bad direction) is a UserError before anything is registered.
+    `rescore(model_uri) -> metrics`: the same evaluation of another model on this run's test rows,
+    for a champion that was tested on other rows (see champion_value).
     """
     import mlflow
 
@@ -149,9 +192,9 @@ def register_and_gate(model_uri: str, name: str, run_id: str, metrics: dict, gat
     # Concurrent runs on one store: read the champion, register and move the alias as one step.
     with store_lock(mlflow.get_tracking_uri(), "registry"):
         current = holder(client, name, gate.alias)
-        champion = _run_metric(client, current, gate.metric)
+        champion, basis = champion_value(client, name, current, gate.metric, run_id, rescore)
         version = str(mlflow.register_model(model_uri, name).version)
-        passed, reason = decide(score, gate, champion)
+        passed, reason = decide(score, gate, champion, basis)
         if passed and gate.promote:
             decision = "promoted"
         elif passed:

@@ -469,6 +469,7 @@ class Sweep:
         self._children: dict[int, str] = {}  # trial number -> child run id, while it runs
         self._lock = threading.Lock()
         self._data: dict[str, object] = {}
+        self._trial_data: dict[int, str] = {}  # trial number -> its data key
         self._user_errors = 0
 
     # ---------------------------------------------------------------- before the first trial
@@ -650,6 +651,7 @@ class Sweep:
             _current.pruning = s.pruner.get("name", "none") != "none"
             _current.every = int(s.pruner.get("report_every", 1))
             try:
+                self._trial_data[trial.number] = key  # the gate re-scores the champion on its test rows
                 outcome = recipe.steps(cfg, self.fit, ds=self._data[key], register=False)
             finally:
                 _current.trial = None
@@ -714,7 +716,7 @@ class Sweep:
         import mlflow
         from optuna.trial import TrialState
 
-        from mlrecipes import registry
+        from mlrecipes import evaluate, registry
 
         s = self.settings
         trials = self.study.get_trials(deepcopy=False)
@@ -741,9 +743,11 @@ class Sweep:
             return 0
         client = mlflow.MlflowClient()
         metrics = client.get_run(child_id).data.metrics
+        ds = self._data.get(self._trial_data.get(best.number))  # None: a trial of an earlier, resumed run
         result = registry.register_and_gate(best.user_attrs["model_uri"], self.base.registry.model_name, child_id,
                                             {k: v for k, v in metrics.items() if k.startswith("test_")},
-                                            self.base.gate)
+                                            self.base.gate,
+                                            rescore=(lambda uri: evaluate.on_test_rows(uri, ds)) if ds else None)
         model = f"{self.base.registry.model_name}/{result['version']}"
         self.study.set_user_attr(f"registered.{best.number}", model)
         client.set_tag(child_id, "mlrecipes.sweep.registered", "true")

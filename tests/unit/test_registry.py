@@ -3,10 +3,11 @@
 import json
 
 import mlflow
+import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from mlrecipes import registry
+from mlrecipes import data, evaluate, registry
 from mlrecipes.errors import UserError
 
 GATE = OmegaConf.create({"metric": "test_accuracy", "direction": "maximize", "threshold": 0.9,
@@ -274,3 +275,85 @@ def test_versions_promoted_before_the_audit_trail_still_count(tracking_uri, caps
     assert [(m["version"], m["action"]) for m in moves] == [("2", "gate"), ("1", "gate")]
     code, out, err = cli(capsys, "rollback", "old")
     assert code == 0 and champion("old") == "1", err
+
+
+# ------------------------------------------------------------------ a champion tested on other rows
+
+
+class Rule(mlflow.pyfunc.PythonModel):
+    """A table model (mlrecipes.table_model's output): 'up' when its one feature is > 0."""
+
+    def predict(self, context, model_input, params=None):
+        import pandas as pd
+
+        up = (model_input.iloc[:, 0].to_numpy(float) > 0).astype(float)
+        return pd.DataFrame({"prediction": np.where(up > 0, "up", "down"), "proba_down": 1 - up, "proba_up": up})
+
+
+def window(xs: list[float], ys: list[int], columns=("x",)) -> data.Dataset:
+    """A table split whose test rows are (xs, ys); 'down' = 0, 'up' = 1."""
+    import pandas as pd
+
+    frame = pd.DataFrame({c: np.asarray(xs, dtype=np.float32) for c in columns})
+    y = np.asarray(ys)
+    return data.Dataset("ticks", "file:///ticks", frame, y, frame, y, frame, y, ["down", "up"],
+                        feature_names=list(columns), target="direction")
+
+
+def trained_on(ds: data.Dataset, accuracy: float) -> tuple[str, str]:
+    """A run tested on ds's rows that logged `accuracy`, with the Rule model."""
+    from mlflow.models import infer_signature
+
+    from mlrecipes import tracking
+
+    rows = data.raw_rows(ds.X_test)
+    with mlflow.start_run() as run:
+        tracking.log_dataset(ds)
+        mlflow.log_metric("test_accuracy", accuracy)
+        info = mlflow.pyfunc.log_model(name="model", python_model=Rule(), pip_requirements=["mlflow"],
+                                       signature=infer_signature(rows, Rule().predict(None, rows)))
+    return info.model_uri, run.info.run_id
+
+
+def test_a_champion_tested_on_another_window_is_rescored_on_the_candidates(tracking_uri):
+    """Last week's champion logged 0.9 on last week's easy rows; this week it gets 2 of 4 right on
+    this week's test rows, and a candidate with 0.75 there is the better model."""
+    gate = OmegaConf.merge(GATE, {"threshold": None})
+    last_week = window([1.0, -1.0, 2.0, -2.0], [1, 0, 1, 0])
+    uri, run_id = trained_on(last_week, 0.9)
+    assert registry.register_and_gate(uri, "ticks", run_id, {"test_accuracy": 0.9}, gate)["promoted"]
+    this_week = window([1.0, 1.0, -1.0, -1.0], [1, 0, 0, 1])
+    uri, run_id = trained_on(this_week, 0.75)
+    result = registry.register_and_gate(uri, "ticks", run_id, {"test_accuracy": 0.75}, gate,
+                                        rescore=lambda model: evaluate.on_test_rows(model, this_week))
+    assert result["promoted"] and champion("ticks") == "2"
+    assert result["reason"] == ("test_accuracy 0.75 is not worse than the champion's 0.5 (version 1 re-scored "
+                                "on this run's test rows; its own run logged 0.9)")
+
+
+def test_a_champion_tested_on_the_same_rows_keeps_its_own_value(tracking_uri):
+    gate = OmegaConf.merge(GATE, {"threshold": None})
+    rows = window([1.0, -1.0, 2.0, -2.0], [1, 0, 1, 0])
+    uri, run_id = trained_on(rows, 0.9)
+    registry.register_and_gate(uri, "same", run_id, {"test_accuracy": 0.9}, gate)
+    uri, run_id = trained_on(rows, 0.75)
+
+    def never(model):
+        raise AssertionError("re-scored although both runs were tested on the same rows")
+
+    result = registry.register_and_gate(uri, "same", run_id, {"test_accuracy": 0.75}, gate, rescore=never)
+    assert result["reason"] == "test_accuracy 0.75 worse than the champion's 0.9" and champion("same") == "1"
+
+
+def test_a_champion_that_cannot_score_the_candidates_rows_keeps_its_own_value(tracking_uri, capsys):
+    gate = OmegaConf.merge(GATE, {"threshold": None})
+    uri, run_id = trained_on(window([1.0, -1.0], [1, 0]), 0.9)
+    registry.register_and_gate(uri, "moved", run_id, {"test_accuracy": 0.9}, gate)
+    renamed = window([1.0, 1.0, -1.0], [1, 0, 0], columns=("x_new",))  # the candidate reads another column
+    uri, run_id = trained_on(renamed, 0.95)
+    result = registry.register_and_gate(uri, "moved", run_id, {"test_accuracy": 0.95}, gate,
+                                        rescore=lambda model: evaluate.on_test_rows(model, renamed))
+    assert result["promoted"] and result["reason"] == (
+        "test_accuracy 0.95 is not worse than the champion's 0.9 (its own test rows: it cannot score this "
+        "run's: it needs column 'x', which this run does not read)")
+    assert "warning: champion version 1 cannot score this run's test rows" in capsys.readouterr().err
