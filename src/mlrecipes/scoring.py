@@ -495,6 +495,7 @@ def run(project_dir: Path, argv: list[str]) -> int:
     signals.install()
     attached = bool(os.environ.get("MLFLOW_RUN_ID"))  # `mlflow run` created the run
     active = None
+    outcome = ("FINISHED", 0, None)
     try:
         if attached:
             active = mlflow.start_run()
@@ -504,32 +505,28 @@ def run(project_dir: Path, argv: list[str]) -> int:
             mlflow.set_experiment(str(cfg.scoring.experiment))
             active = mlflow.start_run()
         _score(cfg, active.info.run_id, signals)
-        return _end(mlflow, active, "FINISHED", 0)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
-        return _end(mlflow, active, "FAILED", EXIT_USER_ERROR, str(exc))
+        outcome = ("FAILED", EXIT_USER_ERROR, str(exc))
     except (Terminated, KeyboardInterrupt):
         run_id = active.info.run_id if active else "(none)"
         print(f"error: scoring run {run_id} terminated; the output is unchanged", file=sys.stderr, flush=True)
-        return _end(mlflow, active, "KILLED", EXIT_TERMINATED, "terminated by a signal")
+        outcome = ("KILLED", EXIT_TERMINATED, "terminated by a signal")
     except Exception as exc:
         if signals.received:  # a Terminated that Arrow or delta-rs turned into their own error
             print(f"error: scoring run {active.info.run_id} terminated; the output is unchanged",
                   file=sys.stderr, flush=True)
-            return _end(mlflow, active, "KILLED", EXIT_TERMINATED, "terminated by a signal")
-        traceback.print_exc()
-        return _end(mlflow, active, "FAILED", 1, f"{type(exc).__name__}: {exc}")
-
-
-def _end(mlflow, active, status: str, exit_code: int, error: str | None = None) -> int:
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, signal.SIG_IGN)
+            outcome = ("KILLED", EXIT_TERMINATED, "terminated by a signal")
+        else:
+            traceback.print_exc()
+            outcome = ("FAILED", 1, f"{type(exc).__name__}: {exc}")
+    # Closed after the handlers, as a training run is (recipe.run says why: a signal inside a store
+    # write leaves the traceback's frames holding SQLite's lock).
     if active is None:
-        return exit_code
-    if exit_code:
-        mlflow.set_tags({"mlrecipes.exit_code": str(exit_code), "mlrecipes.error": one_line(error or "")[:1000]})
-    mlflow.end_run(status)
-    return exit_code
+        return outcome[1]
+    from mlrecipes import recipe
+
+    return recipe._end(mlflow, active.info.run_id, *outcome)
 
 
 def _score(cfg, run_id: str, signals: _Signals) -> None:

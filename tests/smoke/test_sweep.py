@@ -200,3 +200,28 @@ def test_bad_input_fails_cleanly(run_sweep, tracking_uri, tmp_path, params, mess
     assert result.run.data.tags["mlrecipes.exit_code"] == "2"
     assert children(result.run.info.run_id) == []
     assert mlflow.MlflowClient().search_registered_models() == []
+
+
+def test_a_sweep_on_a_rolling_window_of_a_table(run_sweep, tracking_uri, ticks, tmp_path):
+    """The window parameters a scheduled retraining passes reach every trial: each reads the 2 days
+    before the interval's end, and the best one is registered."""
+    import pyarrow.compute as pc
+
+    space = tmp_path / "space.yaml"
+    space.write_text("objective: val_accuracy\nn_trials: 2\nsampler: {name: random, seed: 0}\n"
+                     "params:\n  model.params.num_leaves: choice(7, 15)\n")
+    result = run_sweep("lightgbm", f"sweep={space}", "data=parquet",
+                       "interval=2026-01-04T00:00:00+00:00/2026-01-05T00:00:00+00:00", "interval_column=date",
+                       "lookback=2d", f"overrides=data.path={ticks['parquet']} data.target=direction "
+                       "data.name=ticks_sweep data.exclude=[date,ts,next_return,up] model.num_boost_round=5",
+                       experiment="tables")
+    assert result.returncode == 0, result.stderr[-4000:]
+    t = ticks["table"]
+    rows = t.filter(pc.and_(pc.greater_equal(t["date"], "2026-01-03"), pc.less(t["date"], "2026-01-05"))).num_rows
+    kids = children(result.run.info.run_id)
+    assert len(kids) == 2
+    for kid in kids:
+        assert int(kid.data.params["data.rows.read"]) == rows
+        assert kid.data.params["data.source.filter"] == "date >= '2026-01-03' and date < '2026-01-05'"
+    (version,) = registered_versions(tracking_uri, "ticks_sweep-lightgbm")
+    assert version.run_id in {k.info.run_id for k in kids}
