@@ -244,7 +244,8 @@ def interval_conditions(interval: str, column: str | None, schema: pa.Schema, lo
     an interval, END is now (a date column: today's midnight, UTC)."""
     if not interval and not lookback:
         return []
-    require(bool(column), f"{key}.interval needs {key}.interval_column (the time or date column it filters)")
+    require(bool(column), f"{key}.{'interval' if interval else 'lookback'} needs {key}.interval_column "
+                          "(the time or date column it filters)")
     require(column in schema.names, f"{key}.interval_column: unknown column '{column}'; "
                                     f"columns: {', '.join(schema.names)}")
     kind = _value_type(schema.field(column).type)

@@ -94,6 +94,12 @@ def test_bad_lookbacks(lookback, column, message):
         tables.interval_conditions("2026-01-05/2026-01-12", column, schema, lookback=lookback)
 
 
+def test_a_lookback_without_its_column_names_the_lookback():
+    schema = pa.schema([("ts", pa.timestamp("us"))])
+    with pytest.raises(UserError, match=r"^data.lookback needs data.interval_column \(the time or date column"):
+        tables.interval_conditions("", None, schema, lookback="30d")
+
+
 def test_training_reads_only_the_window(ticks):
     """The fixture's ticks span 2026-01-02..06: a 2-day window ending 2026-01-05 reads the 3rd and 4th."""
     ds = data.load(cfg(ticks["parquet"], split="time", time_column="ts", interval_column="ts", lookback="2d",
