@@ -57,6 +57,9 @@ class Dataset:
     target: str | None = None
     categories: dict[str, list[str]] = field(default_factory=dict)
     params: dict = field(default_factory=dict)  # lineage: rows read / dropped, source, version, filter, split
+    # The test rows' string features as read (X_test has a value the training rows lack as missing):
+    # what another model is scored on (test_rows).
+    test_strings: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -299,9 +302,10 @@ def load_table(cfg, task: str = "classification") -> Dataset:
     del arrow
     # String features become categoricals whose categories are the training rows' values: a
     # category first seen in validation, test or scoring is a missing value, not a crash.
-    categories = {}
+    categories, test_strings = {}, {}
     for name, col in X.items():
         if isinstance(col, _Strings):
+            test_strings[name] = col.as_read(test)
             X[name], categories[name] = col.fixed_by(train)
     params = {"data.rows.read": rows_read, "data.rows.dropped_missing_target": before - len(y),
               **lineage, **split_params}
@@ -310,7 +314,7 @@ def load_table(cfg, task: str = "classification") -> Dataset:
     return Dataset(
         name=str(cfg.name), source=uri, X_train=parts[0], y_train=y[train], X_val=parts[1], y_val=y[val],
         X_test=parts[2], y_test=y[test], class_names=names, feature_names=list(features),
-        task=task, target=target, categories=categories, params=params,
+        task=task, target=target, categories=categories, params=params, test_strings=test_strings,
     )
 
 
@@ -328,6 +332,11 @@ class _Strings:
 
     codes: np.ndarray
     values: np.ndarray
+
+    def as_read(self, rows: np.ndarray) -> np.ndarray:
+        """The values of `rows` as Python strings (None when missing)."""
+        values = np.append(np.asarray([str(v) for v in self.values], dtype=object), None)  # code -1: the last
+        return values[self.codes[rows]]
 
     def fixed_by(self, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
         """(codes over the categories seen in `rows`, those categories sorted); others become -1."""
@@ -472,6 +481,15 @@ def flat_float(X: np.ndarray) -> np.ndarray:
 def tabular(ds: Dataset, X):
     """Input for tabular models: (n, 784) float pixels for images; the DataFrame itself for tables."""
     return flat_float(X) if ds.feature_names is None else X
+
+
+def test_rows(ds: Dataset):
+    """The test rows as a reader hands them over (raw_rows), string features as read: how scoring,
+    and the gate's re-scoring of a champion, give them to a model."""
+    rows = raw_rows(ds.X_test)
+    for name, values in ds.test_strings.items():
+        rows[name] = values
+    return rows
 
 
 def raw_rows(X):

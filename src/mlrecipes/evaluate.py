@@ -57,7 +57,7 @@ def on_test_rows(model_uri: str, ds) -> dict[str, float]:
     missing = [c for c in needed if c not in ds.X_test.columns]
     if missing:
         raise ValueError(f"it needs column {', '.join(map(repr, missing))}, which this run does not read")
-    out = model.predict(data.raw_rows(ds.X_test[needed]))
+    out = model.predict(data.test_rows(ds)[needed])
     if ds.task == "regression":
         return scores(ds.task, ds.y_test, out["prediction"].to_numpy(np.float64), 0, "test")
     columns = [f"proba_{c}" for c in ds.class_names]

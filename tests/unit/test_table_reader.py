@@ -163,6 +163,10 @@ def test_unseen_category_becomes_missing(tmp_path):
                        test_fraction=0.15))
     assert ds.categories["sym"] == ["a", "b"]
     assert ds.X_test["sym"].isna().sum() == 5  # "new" only after the training rows
+    # Another model (a champion the gate re-scores) gets the rows as read, as scoring would give them.
+    rows = data.test_rows(ds)
+    assert rows["sym"].tolist() == ds.X_test["sym"].astype(object).where(ds.X_test["sym"].notna(), "new").tolist()
+    assert rows["x"].dtype == np.float64 and rows["sym"].tolist()[-5:] == ["new"] * 5
 
 
 def test_time_split_has_no_look_ahead_even_with_tied_timestamps():
