@@ -189,10 +189,22 @@ def register_and_gate(model_uri: str, name: str, run_id: str, metrics: dict, gat
                         + see("the-gate-metric-is-not-among-the-runs-metrics"))
     score = float(metrics[gate.metric])
     client = mlflow.MlflowClient()
+    # Re-scoring a champion takes seconds: done before the lock, and again inside it only when
+    # another run moved the alias meanwhile.
+    judged = {}
+
+    def judge(current) -> tuple[float | None, str]:
+        if current is None:
+            return None, ""
+        if current.version not in judged:
+            judged[current.version] = champion_value(client, name, current, gate.metric, run_id, rescore)
+        return judged[current.version]
+
+    judge(holder(client, name, gate.alias))
     # Concurrent runs on one store: read the champion, register and move the alias as one step.
     with store_lock(mlflow.get_tracking_uri(), "registry"):
         current = holder(client, name, gate.alias)
-        champion, basis = champion_value(client, name, current, gate.metric, run_id, rescore)
+        champion, basis = judge(current)
         version = str(mlflow.register_model(model_uri, name).version)
         passed, reason = decide(score, gate, champion, basis)
         if passed and gate.promote:

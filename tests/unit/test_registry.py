@@ -357,3 +357,26 @@ def test_a_champion_that_cannot_score_the_candidates_rows_keeps_its_own_value(tr
         "test_accuracy 0.95 is not worse than the champion's 0.9 (its own test rows: it cannot score this "
         "run's: it needs column 'x', which this run does not read)")
     assert "warning: champion version 1 cannot score this run's test rows" in capsys.readouterr().err
+
+
+def test_a_champion_that_changes_while_it_is_rescored_is_rescored_again(tracking_uri):
+    """The re-scoring runs outside the registry lock; another run's gate moves the alias meanwhile."""
+    gate = OmegaConf.merge(GATE, {"threshold": None})
+    for accuracy in (0.6, 0.7):  # v1 champion, then v2 trained on the same rows: registered, not promoted
+        uri, run_id = trained_on(window([1.0, -1.0], [1, 0]), accuracy)
+        registry.register_and_gate(uri, "busy", run_id, {"test_accuracy": accuracy}, OmegaConf.merge(
+            gate, {"promote": accuracy == 0.6}))
+    rows = window([1.0, 1.0, -1.0, -1.0], [1, 0, 0, 1])
+    uri, run_id = trained_on(rows, 0.75)
+    scored = []
+
+    def rescore(model):
+        scored.append(model)
+        if len(scored) == 1:  # meanwhile, another run's gate makes version 2 the champion
+            registry.move_alias(mlflow.MlflowClient(), "busy", "champion", "2", action="gate",
+                                command="another run", reason="test")
+        return evaluate.on_test_rows(model, rows)
+
+    result = registry.register_and_gate(uri, "busy", run_id, {"test_accuracy": 0.75}, gate, rescore=rescore)
+    assert scored == ["models:/busy/1", "models:/busy/2"]
+    assert "version 2 re-scored on this run's test rows; its own run logged 0.7" in result["reason"]
