@@ -37,7 +37,15 @@ from pathlib import Path
 
 from mlrecipes.airflow_context import airflow_tags
 from mlrecipes.envs import env_dir_for, is_marked, prepare_env
-from mlrecipes.errors import EXIT_TERMINATED, EXIT_USER_ERROR, UserError, one_line, see, tracking_failure
+from mlrecipes.errors import (
+    EXIT_TERMINATED,
+    EXIT_USER_ERROR,
+    UserError,
+    exit_now,
+    one_line,
+    see,
+    tracking_failure,
+)
 from mlrecipes.preflight import absolute_data_dir, absolute_tracking_uri, check_data
 from mlrecipes.schedule import REPO_ROOT, Job, Schedule, check_params, load_schedule, memory_limit
 from mlrecipes.store import store_init_lock
@@ -364,4 +372,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

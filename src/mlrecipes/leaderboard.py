@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mlrecipes.errors import exit_now
+
 COLUMNS = ("model", "row", "framework", "variant", "metric", "value", "train_s", "peak_mb",
            "version", "alias", "run_id", "from")
 ALIAS = "champion"
@@ -115,4 +117,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

@@ -24,6 +24,7 @@ from mlrecipes.errors import (
     EXIT_TERMINATED,
     EXIT_USER_ERROR,
     UserError,
+    exit_now,
     one_line,
     readable_output,
     tracking_failure,
@@ -191,7 +192,7 @@ def main(project_file: str, fit: Callable, argv: list[str] | None = None) -> Non
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(rc)
-    sys.exit(rc)
+    exit_now(rc)
 
 
 _tracking_lost = False

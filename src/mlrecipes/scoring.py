@@ -39,7 +39,16 @@ import numpy as np
 import pyarrow as pa
 
 from mlrecipes import config, tables
-from mlrecipes.errors import EXIT_TERMINATED, EXIT_USER_ERROR, UserError, one_line, readable_output, require, see
+from mlrecipes.errors import (
+    EXIT_TERMINATED,
+    EXIT_USER_ERROR,
+    UserError,
+    exit_now,
+    one_line,
+    readable_output,
+    require,
+    see,
+)
 
 MODES = ("overwrite-slice", "append", "overwrite")
 FORMATS = ("auto", "parquet", "delta")
@@ -485,7 +494,7 @@ class DeltaOutput:
 
 def main(argv: list[str] | None = None) -> None:
     readable_output()
-    sys.exit(run(Path.cwd(), sys.argv[1:] if argv is None else argv))
+    exit_now(run(Path.cwd(), sys.argv[1:] if argv is None else argv))
 
 
 def run(project_dir: Path, argv: list[str]) -> int:

@@ -54,7 +54,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlrecipes.errors import EXIT_TERMINATED, EXIT_USER_ERROR, UserError, one_line, readable_output
+from mlrecipes.errors import EXIT_TERMINATED, EXIT_USER_ERROR, UserError, exit_now, one_line, readable_output
 
 STORAGE_ENV = "MLRECIPES_OPTUNA_STORAGE"
 SWEEP_KEYS = {"objective", "direction", "n_trials", "n_jobs", "timeout_minutes", "sampler", "pruner", "params",
@@ -423,7 +423,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("usage: python -m mlrecipes.sweep <project>/train.py --sweep NAME [--trials N] "
                  "[--budget-minutes M] [--study NAME] [key=value ...] [--overrides 'a=1 b=2']")
     train_file = Path(argv[0]).resolve()
-    sys.exit(run(train_file, argv[1:]))
+    exit_now(run(train_file, argv[1:]))
 
 
 def run(train_file: Path, argv: list[str]) -> int:
