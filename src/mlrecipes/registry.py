@@ -420,7 +420,11 @@ def promote(client, name: str, version: str, *, alias: str = "champion", force: 
         if score is None:
             raise UserError(f"{name} version {target.version} has no {gate.metric} to gate on; "
                             "--force --reason TEXT promotes it anyway")
-        passed, verdict = decide(score, gate, _run_metric(client, current, gate.metric))
+        # No test rows here to re-score the champion on (the gate of a run has them): say so when
+        # the two were tested on different rows.
+        differ = current is not None and test_digest(client, target.run_id) != test_digest(client, current.run_id)
+        passed, verdict = decide(score, gate, _run_metric(client, current, gate.metric),
+                                 " (each on its own run's test rows, which differ)" if differ else "")
         if not passed:
             raise UserError(f"the gate refuses {name} version {target.version}: {verdict}; "
                             "--force --reason TEXT promotes it anyway")

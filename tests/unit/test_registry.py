@@ -380,3 +380,15 @@ def test_a_champion_that_changes_while_it_is_rescored_is_rescored_again(tracking
     result = registry.register_and_gate(uri, "busy", run_id, {"test_accuracy": 0.75}, gate, rescore=rescore)
     assert scored == ["models:/busy/1", "models:/busy/2"]
     assert "version 2 re-scored on this run's test rows; its own run logged 0.7" in result["reason"]
+
+
+def test_promote_says_when_the_two_were_tested_on_different_rows(tracking_uri, capsys):
+    """The CLI has no test rows to re-score on: its verdict says the values come from different rows."""
+    gate = OmegaConf.merge(GATE, {"threshold": None})
+    uri, run_id = trained_on(window([1.0, -1.0, 2.0, -2.0], [1, 0, 1, 0]), 0.9)
+    registry.register_and_gate(uri, "w", run_id, {"test_accuracy": 0.9}, gate)
+    uri, run_id = trained_on(window([1.0, 1.0, -1.0, -1.0], [1, 0, 0, 1]), 0.75)
+    registry.register_and_gate(uri, "w", run_id, {"test_accuracy": 0.75}, OmegaConf.merge(gate, {"promote": False}))
+    code, out, err = cli(capsys, "promote", "w", "2")
+    assert code == 2 and champion("w") == "1"
+    assert "worse than the champion's 0.9 (each on its own run's test rows, which differ); --force" in err
