@@ -166,7 +166,8 @@ def champion_value(client, name: str, current, metric: str, run_id: str,
     except Exception as exc:  # noqa: BLE001 - any failure to score leaves the logged value
         why = one_line(str(exc)) or type(exc).__name__
         print(f"warning: champion version {current.version} cannot score this run's test rows ({why}); "
-              f"the gate compares with the value its own run logged", file=sys.stderr, flush=True)
+              f"the gate compares with the value its own run logged{see('the-gate-cannot-re-score-the-champion')}",
+              file=sys.stderr, flush=True)
         return logged, f" (its own test rows: it cannot score this run's: {why})"
     return value, f" (version {current.version} re-scored on this run's test rows{was})"
 

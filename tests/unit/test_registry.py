@@ -356,7 +356,9 @@ def test_a_champion_that_cannot_score_the_candidates_rows_keeps_its_own_value(tr
     assert result["promoted"] and result["reason"] == (
         "test_accuracy 0.95 is not worse than the champion's 0.9 (its own test rows: it cannot score this "
         "run's: it needs column 'x', which this run does not read)")
-    assert "warning: champion version 1 cannot score this run's test rows" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "warning: champion version 1 cannot score this run's test rows" in err
+    assert "troubleshooting.md#the-gate-cannot-re-score-the-champion" in err
 
 
 def test_a_champion_that_changes_while_it_is_rescored_is_rescored_again(tracking_uri):
