@@ -2,6 +2,7 @@
 
 import os
 import sys
+import warnings
 
 # Exit codes shared by train.py (recipe) and the launcher/DAG: 2 tells Airflow a retry cannot help.
 EXIT_USER_ERROR = 2
@@ -15,6 +16,9 @@ def readable_output() -> None:
     example; scoring loads one) and which say nothing to a user."""
     sys.stdout.reconfigure(line_buffering=True)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # Loading a table model logged before table_model's `predict` had a type hint (scoring, the
+    # gate re-scoring a champion): MLflow warns while it reads the class.
+    warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
 
 
 def exit_now(code: int):

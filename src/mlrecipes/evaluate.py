@@ -42,12 +42,8 @@ def on_test_rows(model_uri: str, ds) -> dict[str, float]:
     columns its signature names; images: float pixels in [0, 1]); its output is put in this run's
     class order, so the metrics are the same functions of the same rows as the candidate's.
     (mlflow.evaluate would log another set of metrics, named its own way, into this run.)"""
-    import warnings
-
     from mlrecipes import data
 
-    # Table models logged before table_model's `predict` had a type hint: MLflow warns while it reads the class.
-    warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
     model = mlflow.pyfunc.load_model(model_uri)
     if ds.feature_names is None:
         out = np.asarray(model.predict(data.flat_float(ds.X_test)), dtype=np.float64)

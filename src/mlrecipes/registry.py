@@ -148,17 +148,18 @@ def test_digest(client, run_id: str) -> str | None:
     return None
 
 
-def champion_value(client, name: str, current, metric: str, run_id: str,
+def champion_value(client, name: str, current, metric: str, tested_on: str | None,
                    rescore: Callable[[str], dict] | None) -> tuple[float | None, str]:
     """The champion's `metric` to compare the candidate with, and how it was obtained.
 
-    Its own run's value when it was tested on the candidate's rows (same test digest). Otherwise
+    Its own run's value when it was tested on the candidate's rows (`tested_on`: the candidate's
+    test digest). Otherwise
     (a rolling window, a new day of ticks) two test accuracies of two different windows say
     nothing about which model is better: the champion is re-scored on the candidate's test rows.
     If it cannot score them (a column it needs is gone), its own value stands, and the reason says so.
     """
     logged = _run_metric(client, current, metric)
-    if current is None or rescore is None or test_digest(client, current.run_id) == test_digest(client, run_id):
+    if current is None or rescore is None or test_digest(client, current.run_id) == tested_on:
         return logged, ""
     was = f"; its own run logged {logged:.4g}" if logged is not None else ""
     try:
@@ -192,13 +193,13 @@ def register_and_gate(model_uri: str, name: str, run_id: str, metrics: dict, gat
     client = mlflow.MlflowClient()
     # Re-scoring a champion takes seconds: done before the lock, and again inside it only when
     # another run moved the alias meanwhile.
-    judged = {}
+    judged, tested_on = {}, test_digest(client, run_id) if rescore else None
 
     def judge(current) -> tuple[float | None, str]:
         if current is None:
             return None, ""
         if current.version not in judged:
-            judged[current.version] = champion_value(client, name, current, gate.metric, run_id, rescore)
+            judged[current.version] = champion_value(client, name, current, gate.metric, tested_on, rescore)
         return judged[current.version]
 
     judge(holder(client, name, gate.alias))

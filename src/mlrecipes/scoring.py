@@ -30,7 +30,6 @@ import signal
 import sys
 import time
 import traceback
-import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -138,8 +137,6 @@ def load_model(spec: str, registered: str, data_cfg) -> Model:
     from mlflow.exceptions import MlflowException
 
     name, which = resolve_model(spec, registered)
-    # Table models logged before table_model's `predict` had a type hint: MLflow warns while it reads the class.
-    warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
     client = mlflow.MlflowClient()
     try:
         if which.startswith("@"):
