@@ -124,53 +124,76 @@ def holder(client, name: str, alias: str):
 
 
 def _run_metric(client, version, metric: str) -> float | None:
+    run = _get_run(client, version.run_id) if version is not None else None
+    return run.data.metrics.get(metric) if run is not None else None
+
+
+def _get_run(client, run_id: str | None):
     from mlflow.exceptions import MlflowException
 
-    if version is None or not version.run_id:
+    if not run_id:
         return None
     try:
-        return client.get_run(version.run_id).data.metrics.get(metric)
+        return client.get_run(run_id)
     except MlflowException:  # the run is gone
         return None
 
 
-def test_digest(client, run_id: str) -> str | None:
-    """The digest of the rows a run was tested on (its dataset input in context `evaluation`)."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        inputs = client.get_run(run_id).inputs
-    except MlflowException:
-        return None
-    for item in (inputs.dataset_inputs if inputs else []):
+def test_digest(run) -> str | None:
+    """The digest of the rows a run (an MLflow Run, or None) was tested on: its dataset input in
+    context `evaluation`."""
+    for item in (run.inputs.dataset_inputs if run is not None and run.inputs else []):
         if any(t.key == "mlflow.data.context" and t.value == "evaluation" for t in item.tags):
             return item.dataset.digest
     return None
 
 
-def champion_value(client, name: str, current, metric: str, tested_on: str | None,
+def unseen_by(champion, candidate) -> str | None:
+    """None when every test row of `candidate` (a Run) is later than every row `champion` (a Run)
+    trained or validated on; otherwise why that is not known. Only then is re-scoring the champion
+    on them fair: on rows it trained on it would look better than it is. Known by time only: both
+    runs order their rows by the same `data.time_column`, whose range per split they log."""
+    import numpy as np
+
+    mine, theirs = candidate.data.params, champion.data.params
+    column = mine.get("data.time_column")
+    first = mine.get("data.split.test.time_min")
+    seen = [theirs.get(f"data.split.{part}.time_max") for part in ("train", "validation")]
+    if column in (None, "None") or theirs.get("data.time_column") != column or first is None or None in seen:
+        return "no common data.time_column shows that this run's test rows are new to it"
+    last = max(seen, key=np.datetime64)
+    if np.datetime64(first) <= np.datetime64(last):
+        return f"this run's test rows start at {first}, before the end of the rows it trained on, {last}"
+    return None
+
+
+def champion_value(client, name: str, current, metric: str, candidate,
                    rescore: Callable[[str], dict] | None) -> tuple[float | None, str]:
     """The champion's `metric` to compare the candidate with, and how it was obtained.
 
-    Its own run's value when it was tested on the candidate's rows (`tested_on`: the candidate's
-    test digest). Otherwise
-    (a rolling window, a new day of ticks) two test accuracies of two different windows say
-    nothing about which model is better: the champion is re-scored on the candidate's test rows.
-    If it cannot score them (a column it needs is gone), its own value stands, and the reason says so.
+    Its own run's value when it was tested on the candidate's rows (the same test digest; the
+    candidate's run: `candidate`). Otherwise (a rolling window, a new day of ticks) two test
+    accuracies of two different windows say nothing about which model is better: the champion is
+    re-scored on the candidate's test rows, when they are all new to it (unseen_by). If they may
+    not be, or it cannot score them (a column it needs is gone), its own value stands, with a
+    warning and a reason that say why.
     """
-    logged = _run_metric(client, current, metric)
-    if current is None or rescore is None or test_digest(client, current.run_id) == tested_on:
+    champion = _get_run(client, current.run_id) if current is not None else None
+    logged = champion.data.metrics.get(metric) if champion is not None else None
+    if champion is None or rescore is None or test_digest(champion) == test_digest(candidate):
         return logged, ""
-    was = f"; its own run logged {logged:.4g}" if logged is not None else ""
-    try:
-        value = float(rescore(f"models:/{name}/{current.version}")[metric])
-    except Exception as exc:  # noqa: BLE001 - any failure to score leaves the logged value
-        why = one_line(str(exc)) or type(exc).__name__
-        print(f"warning: champion version {current.version} cannot score this run's test rows ({why}); "
-              f"the gate compares with the value its own run logged{see('the-gate-cannot-re-score-the-champion')}",
-              file=sys.stderr, flush=True)
-        return logged, f" (its own test rows: it cannot score this run's: {why})"
-    return value, f" (version {current.version} re-scored on this run's test rows{was})"
+    why = unseen_by(champion, candidate)
+    if why is None:
+        try:
+            value = float(rescore(f"models:/{name}/{current.version}")[metric])
+        except Exception as exc:  # noqa: BLE001 - any failure to score leaves the logged value
+            why = f"it cannot score this run's: {one_line(str(exc)) or type(exc).__name__}"
+        else:
+            was = f"; its own run logged {logged:.4g}" if logged is not None else ""
+            return value, f" (version {current.version} re-scored on this run's test rows{was})"
+    print(f"warning: the gate compares with champion version {current.version}'s value on its own test rows "
+          f"({why}){see('the-gate-cannot-re-score-the-champion')}", file=sys.stderr, flush=True)
+    return logged, f" (each on its own run's test rows: {why})"
 
 
 def register_and_gate(model_uri: str, name: str, run_id: str, metrics: dict, gate,
@@ -193,13 +216,13 @@ def register_and_gate(model_uri: str, name: str, run_id: str, metrics: dict, gat
     client = mlflow.MlflowClient()
     # Re-scoring a champion takes seconds: done before the lock, and again inside it only when
     # another run moved the alias meanwhile.
-    judged, tested_on = {}, test_digest(client, run_id) if rescore else None
+    judged, candidate = {}, _get_run(client, run_id) if rescore else None
 
     def judge(current) -> tuple[float | None, str]:
         if current is None:
             return None, ""
         if current.version not in judged:
-            judged[current.version] = champion_value(client, name, current, gate.metric, tested_on, rescore)
+            judged[current.version] = champion_value(client, name, current, gate.metric, candidate, rescore)
         return judged[current.version]
 
     judge(holder(client, name, gate.alias))
@@ -424,7 +447,8 @@ def promote(client, name: str, version: str, *, alias: str = "champion", force: 
                             "--force --reason TEXT promotes it anyway")
         # No test rows here to re-score the champion on (the gate of a run has them): say so when
         # the two were tested on different rows.
-        differ = current is not None and test_digest(client, target.run_id) != test_digest(client, current.run_id)
+        differ = current is not None and (test_digest(_get_run(client, target.run_id))
+                                          != test_digest(_get_run(client, current.run_id)))
         passed, verdict = decide(score, gate, _run_metric(client, current, gate.metric),
                                  " (each on its own run's test rows, which differ)" if differ else "")
         if not passed:

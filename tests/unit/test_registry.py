@@ -290,17 +290,21 @@ class Rule(mlflow.pyfunc.PythonModel):
         return pd.DataFrame({"prediction": np.where(up > 0, "up", "down"), "proba_down": 1 - up, "proba_up": up})
 
 
-def window(xs: list[float], ys: list[int], columns=("x",)) -> data.Dataset:
-    """A table split whose test rows are (xs, ys); 'down' = 0, 'up' = 1."""
+def window(xs: list[float], ys: list[int], columns=("x",), day: int = 4, test_from: str = "14:00") -> data.Dataset:
+    """A table split whose test rows are (xs, ys); 'down' = 0, 'up' = 1. By time (column ts): the
+    training and validation rows end on January `day` at 12:00, the test rows start at `test_from`."""
     import pandas as pd
 
     frame = pd.DataFrame({c: np.asarray(xs, dtype=np.float32) for c in columns})
     y = np.asarray(ys)
+    on = f"2026-01-{day:02d}T"
+    times = {"data.split.train.time_max": on + "10:00:00", "data.split.validation.time_max": on + "12:00:00",
+             "data.split.test.time_min": on + test_from + ":00"}
     return data.Dataset("ticks", "file:///ticks", frame, y, frame, y, frame, y, ["down", "up"],
-                        feature_names=list(columns), target="direction")
+                        feature_names=list(columns), target="direction", params=times)
 
 
-def trained_on(ds: data.Dataset, accuracy: float) -> tuple[str, str]:
+def trained_on(ds: data.Dataset, accuracy: float, time_column: str | None = "ts") -> tuple[str, str]:
     """A run tested on ds's rows that logged `accuracy`, with the Rule model."""
     from mlflow.models import infer_signature
 
@@ -308,6 +312,7 @@ def trained_on(ds: data.Dataset, accuracy: float) -> tuple[str, str]:
 
     rows = data.raw_rows(ds.X_test)
     with mlflow.start_run() as run:
+        mlflow.log_param("data.time_column", time_column)
         tracking.log_dataset(ds)
         mlflow.log_metric("test_accuracy", accuracy)
         info = mlflow.pyfunc.log_model(name="model", python_model=Rule(), pip_requirements=["mlflow"],
@@ -322,7 +327,7 @@ def test_a_champion_tested_on_another_window_is_rescored_on_the_candidates(track
     last_week = window([1.0, -1.0, 2.0, -2.0], [1, 0, 1, 0])
     uri, run_id = trained_on(last_week, 0.9)
     assert registry.register_and_gate(uri, "ticks", run_id, {"test_accuracy": 0.9}, gate)["promoted"]
-    this_week = window([1.0, 1.0, -1.0, -1.0], [1, 0, 0, 1])
+    this_week = window([1.0, 1.0, -1.0, -1.0], [1, 0, 0, 1], day=11)
     uri, run_id = trained_on(this_week, 0.75)
     result = registry.register_and_gate(uri, "ticks", run_id, {"test_accuracy": 0.75}, gate,
                                         rescore=lambda model: evaluate.on_test_rows(model, this_week))
@@ -349,15 +354,15 @@ def test_a_champion_that_cannot_score_the_candidates_rows_keeps_its_own_value(tr
     gate = OmegaConf.merge(GATE, {"threshold": None})
     uri, run_id = trained_on(window([1.0, -1.0], [1, 0]), 0.9)
     registry.register_and_gate(uri, "moved", run_id, {"test_accuracy": 0.9}, gate)
-    renamed = window([1.0, 1.0, -1.0], [1, 0, 0], columns=("x_new",))  # the candidate reads another column
+    renamed = window([1.0, 1.0, -1.0], [1, 0, 0], columns=("x_new",), day=11)  # it reads another column
     uri, run_id = trained_on(renamed, 0.95)
     result = registry.register_and_gate(uri, "moved", run_id, {"test_accuracy": 0.95}, gate,
                                         rescore=lambda model: evaluate.on_test_rows(model, renamed))
     assert result["promoted"] and result["reason"] == (
-        "test_accuracy 0.95 is not worse than the champion's 0.9 (its own test rows: it cannot score this "
-        "run's: it needs column 'x', which this run does not read)")
+        "test_accuracy 0.95 is not worse than the champion's 0.9 (each on its own run's test rows: it cannot "
+        "score this run's: it needs column 'x', which this run does not read)")
     err = capsys.readouterr().err
-    assert "warning: champion version 1 cannot score this run's test rows" in err
+    assert "warning: the gate compares with champion version 1's value on its own test rows (it cannot" in err
     assert "troubleshooting.md#the-gate-cannot-re-score-the-champion" in err
 
 
@@ -368,7 +373,7 @@ def test_a_champion_that_changes_while_it_is_rescored_is_rescored_again(tracking
         uri, run_id = trained_on(window([1.0, -1.0], [1, 0]), accuracy)
         registry.register_and_gate(uri, "busy", run_id, {"test_accuracy": accuracy}, OmegaConf.merge(
             gate, {"promote": accuracy == 0.6}))
-    rows = window([1.0, 1.0, -1.0, -1.0], [1, 0, 0, 1])
+    rows = window([1.0, 1.0, -1.0, -1.0], [1, 0, 0, 1], day=11)
     uri, run_id = trained_on(rows, 0.75)
     scored = []
 
@@ -394,3 +399,28 @@ def test_promote_says_when_the_two_were_tested_on_different_rows(tracking_uri, c
     code, out, err = cli(capsys, "promote", "w", "2")
     assert code == 2 and champion("w") == "1"
     assert "worse than the champion's 0.9 (each on its own run's test rows, which differ); --force" in err
+
+
+@pytest.mark.parametrize(("test_from", "time_column", "why"), [
+    ("11:00", "ts", "this run's test rows start at 2026-01-04T11:00:00, before the end of the rows it trained on, "
+                    "2026-01-04T12:00:00"),  # a random split over overlapping windows
+    ("14:00", None, "no common data.time_column shows that this run's test rows are new to it"),
+])
+def test_a_champion_that_may_have_trained_on_the_candidates_test_rows_keeps_its_own_value(
+        tracking_uri, capsys, test_from, time_column, why):
+    """Re-scored on rows it trained on, the champion would look better than it is: the gate compares
+    the two runs' own values then, and says why."""
+    gate = OmegaConf.merge(GATE, {"threshold": None})
+    uri, run_id = trained_on(window([1.0, -1.0, 2.0, -2.0], [1, 0, 1, 0]), 0.9, time_column)
+    registry.register_and_gate(uri, "overlap", run_id, {"test_accuracy": 0.9}, gate)
+    rows = window([1.0, 1.0, -1.0, -1.0], [1, 0, 0, 1], test_from=test_from)
+    uri, run_id = trained_on(rows, 0.95, time_column)
+
+    def never(model):
+        raise AssertionError("re-scored on rows the champion may have trained on")
+
+    result = registry.register_and_gate(uri, "overlap", run_id, {"test_accuracy": 0.95}, gate, rescore=never)
+    assert result["reason"] == ("test_accuracy 0.95 is not worse than the champion's 0.9 "
+                                f"(each on its own run's test rows: {why})")
+    assert f"warning: the gate compares with champion version 1's value on its own test rows ({why})" in \
+        capsys.readouterr().err
