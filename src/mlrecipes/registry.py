@@ -168,8 +168,9 @@ def unseen_by(champion, candidate) -> str | None:
 
 
 def champion_value(client, name: str, current, metric: str, candidate,
-                   rescore: Callable[[str], dict] | None) -> tuple[float | None, str]:
-    """The champion's `metric` to compare the candidate with, and how it was obtained.
+                   rescore: Callable[[str], dict] | None) -> tuple[float | None, str, bool]:
+    """The champion's `metric` to compare the candidate with, how it was obtained, and whether it
+    was re-scored on the candidate's test rows.
 
     Its own run's value when it was tested on the candidate's rows (the same test digest; the
     candidate's run: `candidate`). Otherwise (a rolling window, a new day of ticks) two test
@@ -181,7 +182,7 @@ def champion_value(client, name: str, current, metric: str, candidate,
     champion = _get_run(client, current.run_id) if current is not None else None
     logged = champion.data.metrics.get(metric) if champion is not None else None
     if champion is None or rescore is None or test_digest(champion) == test_digest(candidate):
-        return logged, ""
+        return logged, "", False
     why = unseen_by(champion, candidate)
     if why is None:
         try:
@@ -190,10 +191,10 @@ def champion_value(client, name: str, current, metric: str, candidate,
             why = f"it cannot score this run's: {one_line(str(exc)) or type(exc).__name__}"
         else:
             was = f"; its own run logged {logged:.4g}" if logged is not None else ""
-            return value, f" (version {current.version} re-scored on this run's test rows{was})"
+            return value, f" (version {current.version} re-scored on this run's test rows{was})", True
     print(f"warning: the gate compares with champion version {current.version}'s value on its own test rows "
           f"({why}){see('the-gate-cannot-re-score-the-champion')}", file=sys.stderr, flush=True)
-    return logged, f" (each on its own run's test rows: {why})"
+    return logged, f" (each on its own run's test rows: {why})", False
 
 
 def register_and_gate(model_uri: str, name: str, run_id: str, metrics: dict, gate,
@@ -218,9 +219,9 @@ def register_and_gate(model_uri: str, name: str, run_id: str, metrics: dict, gat
     # another run moved the alias meanwhile.
     judged, candidate = {}, _get_run(client, run_id) if rescore else None
 
-    def judge(current) -> tuple[float | None, str]:
+    def judge(current) -> tuple[float | None, str, bool]:
         if current is None:
-            return None, ""
+            return None, "", False
         if current.version not in judged:
             judged[current.version] = champion_value(client, name, current, gate.metric, candidate, rescore)
         return judged[current.version]
@@ -229,7 +230,7 @@ def register_and_gate(model_uri: str, name: str, run_id: str, metrics: dict, gat
     # Concurrent runs on one store: read the champion, register and move the alias as one step.
     with store_lock(mlflow.get_tracking_uri(), "registry"):
         current = holder(client, name, gate.alias)
-        champion, basis = judge(current)
+        champion, basis, rescored = judge(current)
         version = str(mlflow.register_model(model_uri, name).version)
         passed, reason = decide(score, gate, champion, basis)
         if passed and gate.promote:
@@ -242,6 +243,9 @@ def register_and_gate(model_uri: str, name: str, run_id: str, metrics: dict, gat
         tags = {"gate.decision": decision, "gate.reason": reason, "gate.passed": str(passed).lower(),
                 "gate.metric": gate.metric, "gate.direction": gate.direction,
                 "gate.threshold": repr(gate.threshold), gate.metric: repr(score)}
+        if champion is not None:  # what it was compared with: `promote` reuses a re-scored value
+            tags.update({"gate.champion.version": str(current.version), "gate.champion.value": repr(champion),
+                         "gate.champion.rescored": str(rescored).lower()})
         for key, value in tags.items():
             client.set_model_version_tag(name, version, key, value)
         if decision == "promoted":
@@ -425,6 +429,22 @@ def registry_locked(fn):
     return locked
 
 
+def champion_for(client, target, current, metric: str) -> tuple[float | None, str]:
+    """The champion's value that `promote` compares `target` with, and how it was obtained.
+
+    No test rows here to re-score the champion on. When target's own gate re-scored this same
+    champion on target's test rows (a new window), that value; otherwise the champion's logged
+    value, and the verdict says when the two were tested on different rows."""
+    if current is None:
+        return None, ""
+    tags = target.tags or {}
+    if tags.get("gate.champion.rescored") == "true" and tags.get("gate.champion.version") == str(current.version):
+        return (float(tags["gate.champion.value"]),
+                f" (version {current.version} re-scored on this version's test rows by its gate)")
+    differ = test_digest(_get_run(client, target.run_id)) != test_digest(_get_run(client, current.run_id))
+    return _run_metric(client, current, metric), " (each on its own run's test rows, which differ)" if differ else ""
+
+
 @registry_locked
 def promote(client, name: str, version: str, *, alias: str = "champion", force: bool = False,
             reason: str | None = None, command: str = "promote") -> dict:
@@ -445,12 +465,8 @@ def promote(client, name: str, version: str, *, alias: str = "champion", force: 
         if score is None:
             raise UserError(f"{name} version {target.version} has no {gate.metric} to gate on; "
                             "--force --reason TEXT promotes it anyway")
-        # No test rows here to re-score the champion on (the gate of a run has them): say so when
-        # the two were tested on different rows.
-        differ = current is not None and (test_digest(_get_run(client, target.run_id))
-                                          != test_digest(_get_run(client, current.run_id)))
-        passed, verdict = decide(score, gate, _run_metric(client, current, gate.metric),
-                                 " (each on its own run's test rows, which differ)" if differ else "")
+        held, basis = champion_for(client, target, current, gate.metric)
+        passed, verdict = decide(score, gate, held, basis)
         if not passed:
             raise UserError(f"the gate refuses {name} version {target.version}: {verdict}; "
                             "--force --reason TEXT promotes it anyway")

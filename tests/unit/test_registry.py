@@ -401,6 +401,43 @@ def test_promote_says_when_the_two_were_tested_on_different_rows(tracking_uri, c
     assert "worse than the champion's 0.9 (each on its own run's test rows, which differ); --force" in err
 
 
+def test_promote_reuses_the_champion_value_its_gate_rescored_on_its_own_test_rows(tracking_uri, capsys):
+    """A window registered only (promote=false): its gate re-scored the champion on its test rows,
+    and promoting it by hand later compares with that value, not the champion's own window's."""
+    gate = OmegaConf.merge(GATE, {"threshold": None})
+    uri, run_id = trained_on(window([1.0, -1.0, 2.0, -2.0], [1, 0, 1, 0]), 0.9)
+    registry.register_and_gate(uri, "later", run_id, {"test_accuracy": 0.9}, gate)
+    rows = window([1.0, 1.0, -1.0, -1.0], [1, 0, 0, 1], day=11)
+    uri, run_id = trained_on(rows, 0.75)
+    result = registry.register_and_gate(uri, "later", run_id, {"test_accuracy": 0.75},
+                                        OmegaConf.merge(gate, {"promote": False}),
+                                        rescore=lambda model: evaluate.on_test_rows(model, rows))
+    assert not result["promoted"] and champion("later") == "1"
+    tags = mlflow.MlflowClient().get_model_version("later", "2").tags
+    assert (tags["gate.champion.version"], tags["gate.champion.value"], tags["gate.champion.rescored"]) == (
+        "1", "0.5", "true")
+    code, out, err = cli(capsys, "promote", "later", "2")
+    assert code == 0 and champion("later") == "2", err
+    moves = registry.history(mlflow.MlflowClient(), "later")
+    assert moves[0]["reason"] == ("test_accuracy 0.75 is not worse than the champion's 0.5 (version 1 re-scored on "
+                                  "this version's test rows by its gate)")
+
+
+def test_promote_does_not_reuse_a_value_rescored_for_another_champion(tracking_uri, capsys):
+    gate = OmegaConf.merge(GATE, {"threshold": None})
+    uri, run_id = trained_on(window([1.0, -1.0, 2.0, -2.0], [1, 0, 1, 0]), 0.9)
+    registry.register_and_gate(uri, "moved_on", run_id, {"test_accuracy": 0.9}, gate)
+    rows = window([1.0, 1.0, -1.0, -1.0], [1, 0, 0, 1], day=11)
+    uri, run_id = trained_on(rows, 0.75)
+    registry.register_and_gate(uri, "moved_on", run_id, {"test_accuracy": 0.75}, OmegaConf.merge(
+        gate, {"promote": False}), rescore=lambda model: evaluate.on_test_rows(model, rows))
+    uri, run_id = trained_on(window([1.0, -1.0, 2.0, -2.0], [1, 0, 1, 0], day=12), 0.95)
+    registry.register_and_gate(uri, "moved_on", run_id, {"test_accuracy": 0.95}, gate)  # v3 champion, 0.95
+    code, out, err = cli(capsys, "promote", "moved_on", "2")
+    assert code == 2 and champion("moved_on") == "3"
+    assert "worse than the champion's 0.95 (each on its own run's test rows, which differ); --force" in err
+
+
 @pytest.mark.parametrize(("test_from", "time_column", "why"), [
     ("11:00", "ts", "this run's test rows start at 2026-01-04T11:00:00, before the end of the rows it trained on, "
                     "2026-01-04T12:00:00"),  # a random split over overlapping windows
