@@ -36,6 +36,24 @@ def scores(task: str, y_true: np.ndarray, pred: np.ndarray, n_classes: int, pref
     return out
 
 
+def baseline(task: str, y_train: np.ndarray, y_test: np.ndarray, n_classes: int) -> dict[str, float]:
+    """What knowing only the training target scores on the test rows: the bar a model must clear.
+
+    Classification: always the training rows' most frequent class (accuracy), their class shares as
+    probabilities (log loss); a three-way tick direction at 0.55 means little when "flat" alone
+    scores 0.52. Regression: always the training mean (for returns, about "no change")."""
+    if task == "regression":
+        error = np.asarray(y_test, dtype=np.float64) - float(np.mean(y_train))
+        return {"test_baseline_rmse": float(np.sqrt(np.mean(error**2))),
+                "test_baseline_mae": float(np.mean(np.abs(error)))}
+    shares = np.bincount(np.asarray(y_train, dtype=np.int64), minlength=n_classes) / len(y_train)
+    return {
+        "test_baseline_accuracy": float(np.mean(np.asarray(y_test) == shares.argmax())),
+        "test_baseline_log_loss": float(skm.log_loss(y_test, np.tile(np.clip(shares, 1e-12, None), (len(y_test), 1)),
+                                                     labels=list(range(n_classes)))),
+    }
+
+
 def on_test_rows(model_uri: str, ds) -> dict[str, float]:
     """Another logged model's test_* metrics on `ds`'s test rows: how the gate compares a champion
     that was tested on other rows. The rows go in as scoring hands them over (tables: the raw

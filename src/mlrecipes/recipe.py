@@ -303,6 +303,8 @@ def steps(cfg, fit: Callable, ds=None, register: bool = True) -> Outcome:
     X_test = trained.prepare(ds.X_test)
     pred = np.asarray(trained.predict(X_test))
     results = evaluate.evaluate(task, ds.y_test, pred, ds.class_names)
+    bar = evaluate.baseline(task, ds.y_train, ds.y_test, ds.num_classes)
+    mlflow.log_metrics(bar)
     mlflow.flush_async_logging()  # autolog may still be writing per-iteration metrics
     evaluate.log_training_curves(run_id)
 
@@ -316,7 +318,8 @@ def steps(cfg, fit: Callable, ds=None, register: bool = True) -> Outcome:
     if register:
         registered = registry.register_and_gate(info.model_uri, cfg.registry.model_name, run_id, results, cfg.gate,
                                                 rescore=lambda uri: evaluate.on_test_rows(uri, ds))
-    headline = ", ".join(f"{k} {v:.4f}" for k, v in results.items() if k in ("test_accuracy", "test_rmse"))
+    headline = ", ".join(f"{k} {v:.4f} (baseline {bar[k.replace('test_', 'test_baseline_')]:.4f})"
+                         for k, v in results.items() if k in ("test_accuracy", "test_rmse"))
     print(
         f"[{cfg.project}:{cfg.variant}] {headline}, "
         f"train {train_seconds:.1f}s, peak RSS {peak_rss_mb():.0f} MB, run {run_id}",

@@ -46,6 +46,8 @@ def test_parquet_directory_filter_time_split_categoricals(run_project, tracking_
     assert p["data.split.train.time_min"] >= "2026-01-03"
     assert {i.dataset.name for i in run.inputs.dataset_inputs} == {"ticks-train", "ticks-validation", "ticks-test"}
     assert m["test_accuracy"] > 0.5 and "val_accuracy" in m and "test_roc_auc" not in m
+    # The bar it clears: always the most frequent training direction.
+    assert 0.2 < m["test_baseline_accuracy"] < m["test_accuracy"] and m["test_baseline_log_loss"] > m["test_log_loss"]
     # symbol and venue are categoricals fixed by the training rows; gaps stayed missing values.
     config = model_config("ticks-xgboost", run.info.run_id)
     assert config["categories"]["symbol"] == ["000660", "005930", "035420"]
@@ -122,6 +124,8 @@ def test_regression_with_the_gate_direction(run_project, tracking_uri, ticks):
     assert first.returncode == 0, first.stderr[-3000:]
     m = first.run.data.metrics
     assert m["test_rmse"] > 0 and m["test_mae"] > 0 and m["test_r2"] > 0.3 and "test_accuracy" not in m
+    assert m["test_rmse"] < m["test_baseline_rmse"] and m["test_mae"] < m["test_baseline_mae"]  # the training mean
+    assert f"test_rmse {m['test_rmse']:.4f} (baseline {m['test_baseline_rmse']:.4f})" in first.stdout
     files = {a.path for a in mlflow.MlflowClient().list_artifacts(first.run.info.run_id, "evaluation")}
     assert {"evaluation/predicted_vs_actual.png", "evaluation/residuals.png"} <= files
     # A worse model (higher RMSE) is registered but does not take the alias: lower is better.
