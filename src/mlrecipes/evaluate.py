@@ -27,7 +27,7 @@ def scores(task: str, y_true: np.ndarray, pred: np.ndarray, n_classes: int, pref
     y_pred = proba.argmax(axis=1)
     out = {
         f"{prefix}_accuracy": float(skm.accuracy_score(y_true, y_pred)),
-        f"{prefix}_macro_f1": float(skm.f1_score(y_true, y_pred, average="macro", labels=labels)),
+        f"{prefix}_macro_f1": float(skm.f1_score(y_true, y_pred, average="macro", labels=labels, zero_division=0)),
         f"{prefix}_log_loss": float(skm.log_loss(y_true, proba, labels=labels)),  # sklearn clips itself
     }
     if n_classes == 2 and len(np.unique(y_true)) == 2:
@@ -52,6 +52,23 @@ def baseline(task: str, y_train: np.ndarray, y_test: np.ndarray, n_classes: int)
         "test_baseline_log_loss": float(skm.log_loss(y_test, np.tile(np.clip(shares, 1e-12, None), (len(y_test), 1)),
                                                      labels=list(range(n_classes)))),
     }
+
+
+def by_group(task: str, y_true: np.ndarray, pred: np.ndarray, n_classes: int, y_train: np.ndarray,
+             column: str, groups) -> None:
+    """The test metrics and baselines per value of one column (data.report_by: a symbol, a venue):
+    a model that is good on average can be useless on one symbol. Logged as a table artifact."""
+    import pandas as pd
+
+    values = pd.Series(groups).astype(object)
+    values = values.where(values.notna(), "(missing)").astype(str).to_numpy()
+    rows = []
+    for value in sorted(set(values)):
+        mask = values == value
+        rows.append({column: value, "rows": int(mask.sum()),
+                     **scores(task, y_true[mask], pred[mask], n_classes, "test"),
+                     **baseline(task, y_train, y_true[mask], n_classes)})
+    mlflow.log_table(pd.DataFrame(rows), f"evaluation/by_{column}.json")
 
 
 def on_test_rows(model_uri: str, ds) -> dict[str, float]:

@@ -27,6 +27,7 @@ from mlrecipes.errors import (
     exit_now,
     one_line,
     readable_output,
+    require,
     tracking_failure,
 )
 
@@ -282,6 +283,10 @@ def steps(cfg, fit: Callable, ds=None, register: bool = True) -> Outcome:
         ds = data.load(cfg.data, task)
         mlflow.log_metric("ingest_seconds", time.perf_counter() - ingest_started)  # read + type + split
     tracking.log_dataset(ds)
+    report_by = cfg.data.get("report_by")
+    require(not report_by or report_by in (ds.feature_names or []),
+            f"data.report_by: {report_by!r} is not a feature column of this run"
+            + (f" (features: {', '.join(ds.feature_names)})" if ds.feature_names else " (an image set has none)"))
     print(
         f"[{cfg.project}:{cfg.variant}] data {ds.name}: {len(ds.y_train)} train, "
         f"{len(ds.y_val)} validation, {len(ds.y_test)} test rows",
@@ -305,6 +310,9 @@ def steps(cfg, fit: Callable, ds=None, register: bool = True) -> Outcome:
     results = evaluate.evaluate(task, ds.y_test, pred, ds.class_names)
     bar = evaluate.baseline(task, ds.y_train, ds.y_test, ds.num_classes)
     mlflow.log_metrics(bar)
+    if report_by:
+        evaluate.by_group(task, ds.y_test, pred, ds.num_classes, ds.y_train, report_by,
+                          data.test_rows(ds)[report_by])
     mlflow.flush_async_logging()  # autolog may still be writing per-iteration metrics
     evaluate.log_training_curves(run_id)
 

@@ -6,6 +6,7 @@ import struct
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -30,7 +31,8 @@ def model_config(name: str, run_id: str) -> dict:
 def test_parquet_directory_filter_time_split_categoricals(run_project, tracking_uri, ticks):
     result = run_project("xgboost", *table_params(
         ticks["parquet"], FEATURES, "data.split=time", "data.time_column=ts",
-        "data.filters=[[date,ge,2026-01-03],[symbol,in,[005930,000660,035420]]]", LOW_GATE), experiment="tables")
+        "data.filters=[[date,ge,2026-01-03],[symbol,in,[005930,000660,035420]]]", "data.report_by=symbol", LOW_GATE),
+        experiment="tables")
     assert result.returncode == 0, result.stderr[-3000:]
     run = result.run
     p, m = run.data.params, run.data.metrics
@@ -48,6 +50,11 @@ def test_parquet_directory_filter_time_split_categoricals(run_project, tracking_
     assert m["test_accuracy"] > 0.5 and "val_accuracy" in m and "test_roc_auc" not in m
     # The bar it clears: always the most frequent training direction.
     assert 0.2 < m["test_baseline_accuracy"] < m["test_accuracy"] and m["test_baseline_log_loss"] > m["test_log_loss"]
+    # data.report_by: the same metrics per symbol, over all the test rows.
+    table = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/evaluation/by_symbol.json")
+    by = pd.DataFrame(table["data"], columns=table["columns"])
+    assert list(by["symbol"]) == ["000660", "005930", "035420"] and by["rows"].sum() == int(p["data.rows.test"])
+    assert (by["rows"] * by["test_accuracy"]).sum() / by["rows"].sum() == pytest.approx(m["test_accuracy"])
     # symbol and venue are categoricals fixed by the training rows; gaps stayed missing values.
     config = model_config("ticks-xgboost", run.info.run_id)
     assert config["categories"]["symbol"] == ["000660", "005930", "035420"]
@@ -178,6 +185,7 @@ BAD = [
     ("time-split-empty", [FEATURES, "data.split=time", "data.time_column=date", "data.test_fraction=0.9"],
      "time split on 'date' leaves train empty"),
     ("delta-version", ["data=delta", "data.path={delta}", "data.version=9", FEATURES], "has no version 9"),
+    ("report-by", [FEATURES, "data.report_by=date"], "data.report_by: 'date' is not a feature column of this run"),
 ]
 
 
