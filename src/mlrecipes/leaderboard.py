@@ -10,7 +10,7 @@ import sys
 
 from mlrecipes.errors import exit_now
 
-COLUMNS = ("model", "row", "framework", "variant", "metric", "value", "train_s", "peak_mb",
+COLUMNS = ("model", "row", "framework", "variant", "metric", "value", "baseline", "train_s", "peak_mb",
            "version", "alias", "run_id", "from")
 ALIAS = "champion"
 
@@ -50,6 +50,8 @@ def rows(client) -> tuple[list[dict], list[str]]:
                 "variant": t.get("mlrecipes.variant", "?"),
                 "metric": metric,
                 "value": m.get(metric),
+                # the same metric of always the majority class / the training mean (evaluate.baseline)
+                "baseline": m.get(metric.replace("test_", "test_baseline_", 1)),
                 "train_s": m.get("train_seconds"),
                 "peak_mb": m.get("peak_rss_mb"),
                 "version": str(version.version),
@@ -77,7 +79,7 @@ def render(table: list[dict], moves: list[str] | None = None) -> str:
     def fmt(key, value):
         if value is None:
             return "-"
-        if key == "value":
+        if key in ("value", "baseline"):
             return f"{value:.4f}"
         if key in ("train_s", "peak_mb"):
             return f"{value:.0f}"

@@ -9,7 +9,7 @@ from mlrecipes import leaderboard, registry
 
 def test_champion_previous_latest_own_metric_and_last_move(tracking_uri, capsys):
     for rmse in (0.45, 0.41, 0.43):   # v1 champion, v2 champion from v1, v3 rejected
-        gated("ticks-xgboost", {"test_rmse": rmse}, RMSE_GATE)
+        gated("ticks-xgboost", {"test_rmse": rmse, "test_baseline_rmse": 0.5}, RMSE_GATE)
     gated("mnist-lightgbm", {"test_accuracy": 0.95}, GATE)
     gated("mnist-lightgbm", {"test_accuracy": 0.97}, OmegaConf.merge(GATE, {"promote": False}))
     client = mlflow.MlflowClient()
@@ -24,6 +24,8 @@ def test_champion_previous_latest_own_metric_and_last_move(tracking_uri, capsys)
     assert got[("ticks-xgboost", "champion")]["alias"] == "champion"
     assert got[("ticks-xgboost", "latest")]["alias"] == "-"
     assert got[("ticks-xgboost", "champion")]["value"] == 0.45
+    assert got[("ticks-xgboost", "champion")]["baseline"] == 0.5  # what always the training mean scores
+    assert got[("mnist-lightgbm", "champion")]["baseline"] is None  # a run from before the baselines
     assert got[("mnist-lightgbm", "latest")]["metric"] == "test_accuracy"
 
     registry.promote(client, "ticks-xgboost", "2", force=True, reason="back after the fix")
