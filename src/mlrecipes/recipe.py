@@ -285,8 +285,8 @@ def steps(cfg, fit: Callable, ds=None, register: bool = True) -> Outcome:
     tracking.log_dataset(ds)
     report_by = cfg.data.get("report_by")
     require(not report_by or report_by in (ds.feature_names or []),
-            f"data.report_by: {report_by!r} is not a feature column of this run"
-            + (f" (features: {', '.join(ds.feature_names)})" if ds.feature_names else " (an image set has none)"))
+            f"data.report_by: {report_by!r} is not a feature column of this run; set data.report_by=null"
+            + (f" or one of {', '.join(ds.feature_names)}" if ds.feature_names else " (an image set has none)"))
     print(
         f"[{cfg.project}:{cfg.variant}] data {ds.name}: {len(ds.y_train)} train, "
         f"{len(ds.y_val)} validation, {len(ds.y_test)} test rows",

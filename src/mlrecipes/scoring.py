@@ -176,6 +176,7 @@ class Chunk:
     passthrough: pa.RecordBatch
     model_input: object
     target: np.ndarray | None
+    groups: np.ndarray | None = None  # data.report_by's values, as strings
 
 
 # MLflow column type -> the Arrow type rows are handed over as, and which input types widen to it safely.
@@ -207,9 +208,9 @@ def check_schema(model: Model, schema: pa.Schema, describe: str) -> dict[str, pa
 
 
 def table_chunks(source: tables.TableSource, model: Model, passthrough: list[str], target: str | None,
-                 batch_size: int):
+                 batch_size: int, group: str | None = None):
     types = check_schema(model, source.schema, source.describe())
-    read = list(dict.fromkeys([*passthrough, *model.features, *([target] if target else [])]))
+    read = list(dict.fromkeys([*passthrough, *model.features, *(c for c in (target, group) if c)]))
     import pandas as pd
 
     for batch in source.batches(read, batch_size):
@@ -225,7 +226,9 @@ def table_chunks(source: tables.TableSource, model: Model, passthrough: list[str
             features[name] = (np.asarray(column.to_pylist(), dtype=object) if kind == pa.string()
                               else column.to_numpy(zero_copy_only=False))
         y = batch.column(target).to_numpy(zero_copy_only=False) if target else None
-        yield Chunk(batch.select(passthrough), pd.DataFrame(features), y)
+        groups = None if not group else np.array(
+            ["(missing)" if v is None else str(v) for v in batch.column(group).to_pylist()], dtype=object)
+        yield Chunk(batch.select(passthrough), pd.DataFrame(features), y, groups)
 
 
 def image_chunks(data_cfg, split: str, batch_size: int):
@@ -284,6 +287,7 @@ class Stats:
     correct: int = 0
     err_sq: float = 0.0
     err_abs: float = 0.0
+    by: dict = field(default_factory=dict)  # data.report_by value -> Stats of its rows
 
     def metrics(self, task: str) -> dict[str, float]:
         out = {}
@@ -326,25 +330,37 @@ def score(model: Model, chunk: Chunk, meta: dict, stats: Stats) -> pa.RecordBatc
     columns = {name: chunk.passthrough.column(name) for name in chunk.passthrough.schema.names}
     if model.task == "classification":
         columns["prediction"] = pa.array([str(p) for p in prediction], pa.string())
-        labels, counts = np.unique(np.asarray(prediction, dtype=str), return_counts=True)
-        for label, count in zip(labels, counts, strict=True):
-            stats.counts[label] = stats.counts.get(label, 0) + int(count)
     else:
-        values = np.asarray(prediction, dtype=np.float64)
-        columns["prediction"] = pa.array(values)
-        stats.sum += float(values.sum())
-        stats.sum_sq += float((values * values).sum())
-        stats.min, stats.max = min(stats.min, float(values.min())), max(stats.max, float(values.max()))
+        columns["prediction"] = pa.array(np.asarray(prediction, dtype=np.float64))
     columns.update({name: pa.array(values, pa.float64()) for name, values in proba.items()})
-    if chunk.target is not None:
-        _live(model, chunk.target, prediction, stats)
+    _account(model, prediction, chunk.target, stats)
+    if chunk.groups is not None:  # the same per value of data.report_by (a symbol)
+        for value in np.unique(chunk.groups):
+            rows = chunk.groups == value
+            _account(model, prediction[rows], None if chunk.target is None else chunk.target[rows],
+                     stats.by.setdefault(str(value), Stats()))
     columns["model_name"] = pa.array([meta["model_name"]] * n, pa.string())
     columns["model_version"] = pa.array([int(meta["model_version"])] * n, pa.int64())
     columns["model_run_id"] = pa.array([meta["model_run_id"]] * n, pa.string())
     columns["scoring_run_id"] = pa.array([meta["scoring_run_id"]] * n, pa.string())
     columns["scored_at"] = pa.array([meta["scored_at"]] * n, pa.timestamp("us", tz="UTC"))
-    stats.rows += n
     return pa.record_batch(columns)
+
+
+def _account(model: Model, prediction, target, stats: Stats) -> None:
+    """Adds a batch's predictions (their distribution) and, with a target, their live errors to stats."""
+    if model.task == "classification":
+        labels, counts = np.unique(np.asarray(prediction, dtype=str), return_counts=True)
+        for label, count in zip(labels, counts, strict=True):
+            stats.counts[label] = stats.counts.get(label, 0) + int(count)
+    else:
+        values = np.asarray(prediction, dtype=np.float64)
+        stats.sum += float(values.sum())
+        stats.sum_sq += float((values * values).sum())
+        stats.min, stats.max = min(stats.min, float(values.min())), max(stats.max, float(values.max()))
+    if target is not None:
+        _live(model, target, prediction, stats)
+    stats.rows += len(prediction)
 
 
 def _live(model: Model, target: np.ndarray, prediction, stats: Stats) -> None:
@@ -591,7 +607,11 @@ def _score(cfg, run_id: str, signals: _Signals) -> None:
         require(not clash, f"scoring.keys: {', '.join(clash)} would clash with an output column")
         target = None if _is_missing(cfg.data, "target") else cfg.data.get("target")
         target = str(target) if target and str(target) in schema.names else None
-        chunks = table_chunks(source, model, passthrough, target, batch_size)
+        group = cfg.data.get("report_by")
+        require(not group or group in schema.names,
+                f"data.report_by: no column {group!r} in {describe}; set data.report_by=null or one of "
+                f"{', '.join(schema.names)}")
+        chunks = table_chunks(source, model, passthrough, target, batch_size, group)
         mlflow.log_params({"data.source.uri": source.uri, "data.source.kind": source.kind,
                            **({"data.source.version": source.version} if source.version is not None else {}),
                            **({"data.source.filter": filter_text} if filter_text else {})})
@@ -663,6 +683,12 @@ def _score(cfg, run_id: str, signals: _Signals) -> None:
                         "rows_per_second": stats.rows / max(seconds, 1e-9), "peak_rss_mb": peak_rss_mb(),
                         **stats.metrics(model.task)})
     mlflow.log_metric("rows_scored", stats.rows, step=stats.rows)
+    if stats.by:
+        import pandas as pd
+
+        group = str(cfg.data.report_by)
+        mlflow.log_table(pd.DataFrame([{group: value, "rows": sub.rows, **sub.metrics(model.task)}
+                                       for value, sub in sorted(stats.by.items())]), f"evaluation/by_{group}.json")
     live = stats.metrics(model.task)
     headline = f", live accuracy {live['live_accuracy']:.4f}" if "live_accuracy" in live else (
         f", live RMSE {live['live_rmse']:.4f}" if "live_rmse" in live else "")

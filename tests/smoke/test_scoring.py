@@ -85,6 +85,13 @@ def test_score_a_day_then_rescore_it_without_duplicates(champion):
     assert m["scoring_seconds"] > 0 and m["rows_per_second"] > 0
     assert sum(m[f"predicted.{c}.rows"] for c in ("down", "flat", "up") if f"predicted.{c}.rows" in m) == table.num_rows
     assert 0 <= m["live_accuracy"] <= 1 and m["live_rows"] > 0  # the input still carries `direction`
+    # data.report_by (the ticks group: symbol): the same per symbol, the rows and hits adding up.
+    by = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/evaluation/by_symbol.json")
+    by = [dict(zip(by["columns"], row, strict=True)) for row in by["data"]]
+    typed = pads.partitioning(pa.schema([("date", pa.string()), ("symbol", pa.string())]), flavor="hive")
+    symbols = pc.value_counts(pads.dataset(str(out), partitioning=typed).to_table()["symbol"]).to_pylist()
+    assert {r["symbol"]: r["rows"] for r in by} == {c["values"]: c["counts"] for c in symbols}
+    assert sum(r["live_accuracy"] * r["live_rows"] for r in by) == pytest.approx(m["live_accuracy"] * m["live_rows"])
     assert set(pc.unique(table["scoring_run_id"]).to_pylist()) == {run.info.run_id}
     assert set(pc.unique(table["model_run_id"]).to_pylist()) == {champion["run_id"]}
 
@@ -190,6 +197,7 @@ BAD = [
     ("empty-slice", ["interval=2026-02-01T00:00:00+00:00/2026-02-02T00:00:00+00:00", "interval_column=date"],
      "the slice is empty"),
     ("unsafe-cast", ["overrides=data.path={tmp}/f0_text"], "input column 'f0' is string, the model needs double"),
+    ("report-by", ["overrides=data.report_by=sector"], "data.report_by: no column 'sector' in parquet"),
 ]
 
 
