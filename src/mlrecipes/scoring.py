@@ -335,8 +335,11 @@ def score(model: Model, chunk: Chunk, meta: dict, stats: Stats) -> pa.RecordBatc
     columns.update({name: pa.array(values, pa.float64()) for name, values in proba.items()})
     _account(model, prediction, chunk.target, stats)
     if chunk.groups is not None:  # the same per value of data.report_by (a symbol)
-        for value in np.unique(chunk.groups):
-            rows = chunk.groups == value
+        import pandas as pd
+
+        codes, values = pd.factorize(chunk.groups)
+        for code, value in enumerate(values):
+            rows = codes == code
             _account(model, prediction[rows], None if chunk.target is None else chunk.target[rows],
                      stats.by.setdefault(str(value), Stats()))
     columns["model_name"] = pa.array([meta["model_name"]] * n, pa.string())
