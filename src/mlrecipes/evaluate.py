@@ -37,21 +37,20 @@ def scores(task: str, y_true: np.ndarray, pred: np.ndarray, n_classes: int, pref
 
 
 def baseline(task: str, y_train: np.ndarray, y_test: np.ndarray, n_classes: int) -> dict[str, float]:
-    """What knowing only the training target scores on the test rows: the bar a model must clear.
+    """The task's metrics (test_baseline_*) of a model that knows only the training target, on the
+    test rows: the bar a model must clear. scikit-learn's dummy models: the training class shares
+    (predicting the most frequent class), or the training mean (for returns, about "no change").
+    A three-way tick direction at 0.55 means little when always "flat" scores 0.52."""
+    from sklearn.dummy import DummyClassifier, DummyRegressor
 
-    Classification: always the training rows' most frequent class (accuracy), their class shares as
-    probabilities (log loss); a three-way tick direction at 0.55 means little when "flat" alone
-    scores 0.52. Regression: always the training mean (for returns, about "no change")."""
+    fit_on, score_on = np.zeros((len(y_train), 1)), np.zeros((len(y_test), 1))
     if task == "regression":
-        error = np.asarray(y_test, dtype=np.float64) - float(np.mean(y_train))
-        return {"test_baseline_rmse": float(np.sqrt(np.mean(error**2))),
-                "test_baseline_mae": float(np.mean(np.abs(error)))}
-    shares = np.bincount(np.asarray(y_train, dtype=np.int64), minlength=n_classes) / len(y_train)
-    return {
-        "test_baseline_accuracy": float(np.mean(np.asarray(y_test) == shares.argmax())),
-        "test_baseline_log_loss": float(skm.log_loss(y_test, np.tile(np.clip(shares, 1e-12, None), (len(y_test), 1)),
-                                                     labels=list(range(n_classes)))),
-    }
+        pred = DummyRegressor(strategy="mean").fit(fit_on, y_train).predict(score_on)
+        return scores(task, y_test, pred, 0, "test_baseline")
+    dummy = DummyClassifier(strategy="prior").fit(fit_on, y_train)
+    proba = np.zeros((len(y_test), n_classes))  # a class the training rows lack: probability 0
+    proba[:, dummy.classes_.astype(np.int64)] = dummy.predict_proba(score_on)
+    return scores(task, y_test, proba, n_classes, "test_baseline")
 
 
 def by_group(task: str, y_true: np.ndarray, pred: np.ndarray, n_classes: int, y_train: np.ndarray,
