@@ -324,7 +324,8 @@ def steps(cfg, fit: Callable, ds=None, register: bool = True) -> Outcome:
     mlflow.log_metric("peak_rss_mb", peak_rss_mb())
     registered = None
     if register:
-        registered = registry.register_and_gate(info.model_uri, cfg.registry.model_name, run_id, results, cfg.gate,
+        registered = registry.register_and_gate(info.model_uri, cfg.registry.model_name, run_id, {**results, **bar},
+                                                cfg.gate,
                                                 rescore=lambda uri: evaluate.on_test_rows(uri, ds))
     headline = ", ".join(f"{k} {v:.4f} (baseline {bar[k.replace('test_', 'test_baseline_')]:.4f})"
                          for k, v in results.items() if k in ("test_accuracy", "test_rmse"))

@@ -46,6 +46,7 @@ class Gate:
     threshold: float | None  # None: no absolute bar, only "not worse than the champion"
     alias: str = "champion"
     promote: bool = True
+    beat_baseline: bool = True  # also better than test_baseline_<metric> (evaluate.baseline), when logged
 
     @classmethod
     def of(cls, gate) -> Gate:
@@ -64,12 +65,20 @@ class Gate:
                 raise UserError(f"gate.threshold must be a number or null, got {get('threshold')!r}") from None
         else:
             threshold = None
-        promote = get("promote", True)
-        if isinstance(promote, str) and promote.lower() in ("true", "false"):
-            promote = promote.lower() == "true"
-        if not isinstance(promote, bool):
-            raise UserError(f"gate.promote must be true or false, got {promote!r}")
-        return cls(str(metric), direction, threshold, str(get("alias", "champion")), promote)
+        switches = {}
+        for key in ("promote", "beat_baseline"):
+            value = get(key, True)
+            if isinstance(value, str) and value.lower() in ("true", "false"):
+                value = value.lower() == "true"
+            if not isinstance(value, bool):
+                raise UserError(f"gate.{key} must be true or false, got {value!r}")
+            switches[key] = value
+        return cls(str(metric), direction, threshold, str(get("alias", "champion")), **switches)
+
+    @property
+    def baseline_metric(self) -> str | None:
+        """The metric's value for a model that knows only the training target (evaluate.baseline)."""
+        return self.metric.replace("test_", "test_baseline_", 1) if self.metric.startswith("test_") else None
 
     def worse(self, a: float, b: float) -> bool:
         """Is `a` worse than `b` in this gate's direction?"""
@@ -85,10 +94,13 @@ def _pair(a: float, b: float) -> tuple[str, str]:
     return repr(a), repr(b)
 
 
-def decide(candidate: float, gate: Gate, champion: float | None, basis: str = "") -> tuple[bool, str]:
-    """Pass when the candidate reaches the threshold and is not worse than the champion.
+def decide(candidate: float, gate: Gate, champion: float | None, basis: str = "",
+           baseline: float | None = None) -> tuple[bool, str]:
+    """Pass when the candidate reaches the threshold, beats the baseline and is not worse than the
+    champion.
 
-    `basis`: how the champion's value was obtained (champion_value), added to a reason that uses it."""
+    `basis`: how the champion's value was obtained (champion_value), added to a reason that uses it.
+    `baseline`: the same metric of a model that knows only the training target, on the same rows."""
     m = gate.metric
     if not math.isfinite(candidate):
         return False, f"{m} is {candidate}: not a number the gate can compare"
@@ -99,6 +111,10 @@ def decide(candidate: float, gate: Gate, champion: float | None, basis: str = ""
             side = "below" if gate.direction == "maximize" else "above"
             return False, f"{m} {c} {side} the gate threshold {t}"
         reached = f"reaches the threshold {t}"
+    if gate.beat_baseline and baseline is not None and not gate.worse(baseline, candidate):
+        c, b = _pair(candidate, baseline)
+        return False, (f"{m} {c} is no better than the baseline's {b} (a model that knows only the training "
+                       "target: its most frequent class, or its mean)")
     if champion is None:
         return True, f"{m} {candidate:.4g} {reached or 'with no threshold set'}; no champion yet"
     c, h = _pair(candidate, champion)
@@ -232,7 +248,7 @@ def register_and_gate(model_uri: str, name: str, run_id: str, metrics: dict, gat
         current = holder(client, name, gate.alias)
         champion, basis, rescored = judge(current)
         version = str(mlflow.register_model(model_uri, name).version)
-        passed, reason = decide(score, gate, champion, basis)
+        passed, reason = decide(score, gate, champion, basis, metrics.get(gate.baseline_metric))
         if passed and gate.promote:
             decision = "promoted"
         elif passed:
@@ -242,7 +258,8 @@ def register_and_gate(model_uri: str, name: str, run_id: str, metrics: dict, gat
             decision = "rejected"
         tags = {"gate.decision": decision, "gate.reason": reason, "gate.passed": str(passed).lower(),
                 "gate.metric": gate.metric, "gate.direction": gate.direction,
-                "gate.threshold": repr(gate.threshold), gate.metric: repr(score)}
+                "gate.threshold": repr(gate.threshold), "gate.beat_baseline": str(gate.beat_baseline).lower(),
+                gate.metric: repr(score)}
         if champion is not None:  # what it was compared with: `promote` reuses a re-scored value
             tags.update({"gate.champion.version": str(current.version), "gate.champion.value": repr(champion),
                          "gate.champion.rescored": str(rescored).lower()})
@@ -395,7 +412,7 @@ def version_gate(client, version) -> Gate:
     tags = version.tags or {}
     if "gate.metric" in tags:
         return Gate.of({k[len("gate."):]: v for k, v in tags.items() if k.startswith("gate.")
-                        and k[len("gate."):] in ("metric", "direction", "threshold")})
+                        and k[len("gate."):] in ("metric", "direction", "threshold", "beat_baseline")})
     from mlflow.exceptions import MlflowException
 
     try:
@@ -406,7 +423,7 @@ def version_gate(client, version) -> Gate:
         if "gate.threshold" not in params and "gate.min_accuracy" in params:
             params = {**params, "gate.threshold": params["gate.min_accuracy"]}  # runs before the rename
         return Gate.of({k[len("gate."):]: v for k, v in params.items() if k.startswith("gate.")
-                        and k[len("gate."):] in ("metric", "direction", "threshold")})
+                        and k[len("gate."):] in ("metric", "direction", "threshold", "beat_baseline")})
     import yaml
 
     return Gate.of(yaml.safe_load(DEFAULT_GATE_FILE.read_text()))
@@ -466,7 +483,7 @@ def promote(client, name: str, version: str, *, alias: str = "champion", force: 
             raise UserError(f"{name} version {target.version} has no {gate.metric} to gate on; "
                             "--force --reason TEXT promotes it anyway")
         held, basis = champion_for(client, target, current, gate.metric)
-        passed, verdict = decide(score, gate, held, basis)
+        passed, verdict = decide(score, gate, held, basis, _run_metric(client, target, gate.baseline_metric))
         if not passed:
             raise UserError(f"the gate refuses {name} version {target.version}: {verdict}; "
                             "--force --reason TEXT promotes it anyway")

@@ -389,6 +389,28 @@ def test_a_champion_that_changes_while_it_is_rescored_is_rescored_again(tracking
     assert "version 2 re-scored on this run's test rows; its own run logged 0.7" in result["reason"]
 
 
+def test_a_model_no_better_than_its_baseline_never_becomes_champion(tracking_uri, capsys):
+    """On a table there is no threshold: without this, a model that learned nothing (or a broken
+    feature) would become the first champion."""
+    gate = OmegaConf.merge(GATE, {"threshold": None, "beat_baseline": True})
+    result = gated("flat", {"test_accuracy": 0.36, "test_baseline_accuracy": 0.3655}, gate)
+    assert not result["passed"] and champion("flat") is None
+    assert result["reason"] == ("test_accuracy 0.36 is no better than the baseline's 0.3655 (a model that knows only "
+                                "the training target: its most frequent class, or its mean)")
+    tags = mlflow.MlflowClient().get_model_version("flat", "1").tags
+    assert tags["gate.beat_baseline"] == "true" and tags["gate.passed"] == "false"
+    # minimize: an RMSE equal to the training mean's does not beat it either
+    assert not gated("flat_ret", {"test_rmse": 0.0077, "test_baseline_rmse": 0.0077},
+                     OmegaConf.merge(RMSE_GATE, {"threshold": None}))["passed"]
+    assert gated("flat_ret", {"test_rmse": 0.0056, "test_baseline_rmse": 0.0077},
+                 OmegaConf.merge(RMSE_GATE, {"threshold": None}))["promoted"]
+    # switched off, only the champion bars; promote re-applies the version's own gate
+    assert gated("flat_off", {"test_accuracy": 0.36, "test_baseline_accuracy": 0.3655},
+                 OmegaConf.merge(gate, {"beat_baseline": False}))["promoted"]
+    code, out, err = cli(capsys, "promote", "flat", "1")
+    assert code == 2 and "is no better than the baseline's 0.3655" in err and champion("flat") is None
+
+
 def test_promote_says_when_the_two_were_tested_on_different_rows(tracking_uri, capsys):
     """The CLI has no test rows to re-score on: its verdict says the values come from different rows."""
     gate = OmegaConf.merge(GATE, {"threshold": None})
