@@ -50,8 +50,7 @@ def rows(client) -> tuple[list[dict], list[str]]:
                 "variant": t.get("mlrecipes.variant", "?"),
                 "metric": metric,
                 "value": m.get(metric),
-                # the same metric of always the majority class / the training mean (evaluate.baseline)
-                "baseline": m.get(metric.replace("test_", "test_baseline_", 1)),
+                "baseline": m.get(registry.baseline_metric(metric)),
                 "train_s": m.get("train_seconds"),
                 "peak_mb": m.get("peak_rss_mb"),
                 "version": str(version.version),

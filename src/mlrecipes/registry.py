@@ -39,6 +39,12 @@ CLI = "python -m mlrecipes.registry"
 # --------------------------------------------------------------------------- the gate
 
 
+def baseline_metric(metric: str) -> str | None:
+    """The name under which a run logs `metric` of a model that knows only the training target
+    (evaluate.baseline: test_accuracy -> test_baseline_accuracy); None for a non-test metric."""
+    return metric.replace("test_", "test_baseline_", 1) if metric.startswith("test_") else None
+
+
 @dataclass(frozen=True)
 class Gate:
     metric: str
@@ -77,8 +83,7 @@ class Gate:
 
     @property
     def baseline_metric(self) -> str | None:
-        """The metric's value for a model that knows only the training target (evaluate.baseline)."""
-        return self.metric.replace("test_", "test_baseline_", 1) if self.metric.startswith("test_") else None
+        return baseline_metric(self.metric)
 
     def worse(self, a: float, b: float) -> bool:
         """Is `a` worse than `b` in this gate's direction?"""
@@ -137,11 +142,6 @@ def holder(client, name: str, alias: str):
         return client.get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
-
-
-def _run_metric(client, version, metric: str) -> float | None:
-    run = _get_run(client, version.run_id) if version is not None else None
-    return run.data.metrics.get(metric) if run is not None else None
 
 
 def _get_run(client, run_id: str | None):
@@ -446,8 +446,9 @@ def registry_locked(fn):
     return locked
 
 
-def champion_for(client, target, current, metric: str) -> tuple[float | None, str]:
-    """The champion's value that `promote` compares `target` with, and how it was obtained.
+def champion_for(client, target, target_run, current, metric: str) -> tuple[float | None, str]:
+    """The champion's value that `promote` compares `target` (its run: `target_run`) with, and how
+    it was obtained.
 
     No test rows here to re-score the champion on. When target's own gate re-scored this same
     champion on target's test rows (a new window), that value; otherwise the champion's logged
@@ -458,8 +459,10 @@ def champion_for(client, target, current, metric: str) -> tuple[float | None, st
     if tags.get("gate.champion.rescored") == "true" and tags.get("gate.champion.version") == str(current.version):
         return (float(tags["gate.champion.value"]),
                 f" (version {current.version} re-scored on this version's test rows by its gate)")
-    differ = test_digest(_get_run(client, target.run_id)) != test_digest(_get_run(client, current.run_id))
-    return _run_metric(client, current, metric), " (each on its own run's test rows, which differ)" if differ else ""
+    champion = _get_run(client, current.run_id)
+    differ = test_digest(target_run) != test_digest(champion)
+    return (champion.data.metrics.get(metric) if champion is not None else None,
+            " (each on its own run's test rows, which differ)" if differ else "")
 
 
 @registry_locked
@@ -478,12 +481,14 @@ def promote(client, name: str, version: str, *, alias: str = "champion", force: 
             raise UserError(f"refusing to promote {name} version {target.version}: {problem}; "
                             "--force --reason TEXT overrides" + see("a-champion-must-be-rolled-back"))
         gate = version_gate(client, target)
-        score = _run_metric(client, target, gate.metric)
+        run = _get_run(client, target.run_id)
+        metrics = run.data.metrics if run is not None else {}
+        score = metrics.get(gate.metric)
         if score is None:
             raise UserError(f"{name} version {target.version} has no {gate.metric} to gate on; "
                             "--force --reason TEXT promotes it anyway")
-        held, basis = champion_for(client, target, current, gate.metric)
-        passed, verdict = decide(score, gate, held, basis, _run_metric(client, target, gate.baseline_metric))
+        held, basis = champion_for(client, target, run, current, gate.metric)
+        passed, verdict = decide(score, gate, held, basis, metrics.get(gate.baseline_metric))
         if not passed:
             raise UserError(f"the gate refuses {name} version {target.version}: {verdict}; "
                             "--force --reason TEXT promotes it anyway")
