@@ -492,6 +492,16 @@ def test_rows(ds: Dataset):
     return rows
 
 
+def positions_by_value(values) -> dict[str, np.ndarray]:
+    """The row positions of each value of one column (data.report_by), in value order: values as
+    strings, a missing one as '(missing)'. One pass over the rows, however many values there are."""
+    import pandas as pd
+
+    labels = pd.Series(np.asarray(values, dtype=object))
+    labels = labels.where(labels.notna(), "(missing)").astype(str)
+    return dict(sorted(labels.groupby(labels, sort=False).indices.items()))
+
+
 def raw_rows(X):
     """Table rows as a reader hands them over: strings (None when missing) and float64 numbers."""
     import pandas as pd

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import matplotlib
 
 matplotlib.use("Agg")  # headless: workers and CI have no display
@@ -38,19 +40,28 @@ def scores(task: str, y_true: np.ndarray, pred: np.ndarray, n_classes: int, pref
 
 def baseline(task: str, y_train: np.ndarray, y_test: np.ndarray, n_classes: int) -> dict[str, float]:
     """The task's metrics (test_baseline_*) of a model that knows only the training target, on the
-    test rows: the bar a model must clear. scikit-learn's dummy models: the training class shares
-    (predicting the most frequent class), or the training mean (for returns, about "no change").
-    A three-way tick direction at 0.55 means little when always "flat" scores 0.52."""
+    test rows: the bar a model must clear. A three-way tick direction at 0.55 means little when
+    always "flat" scores 0.52."""
+    return scores(task, y_test, _dummy(task, y_train, n_classes)(len(y_test)), n_classes, "test_baseline")
+
+
+def _dummy(task: str, y_train: np.ndarray, n_classes: int) -> Callable[[int], np.ndarray]:
+    """scikit-learn's dummy model fitted on the training target: the class shares (so always the
+    most frequent class), or the mean (for returns, about "no change"); its output for n rows."""
     from sklearn.dummy import DummyClassifier, DummyRegressor
 
-    fit_on, score_on = np.zeros((len(y_train), 1)), np.zeros((len(y_test), 1))
+    fit_on = np.zeros((len(y_train), 1))
     if task == "regression":
-        pred = DummyRegressor(strategy="mean").fit(fit_on, y_train).predict(score_on)
-        return scores(task, y_test, pred, 0, "test_baseline")
-    dummy = DummyClassifier(strategy="prior").fit(fit_on, y_train)
-    proba = np.zeros((len(y_test), n_classes))  # a class the training rows lack: probability 0
-    proba[:, dummy.classes_.astype(np.int64)] = dummy.predict_proba(score_on)
-    return scores(task, y_test, proba, n_classes, "test_baseline")
+        mean = DummyRegressor(strategy="mean").fit(fit_on, y_train)
+        return lambda n: mean.predict(np.zeros((n, 1)))
+    prior = DummyClassifier(strategy="prior").fit(fit_on, y_train)
+
+    def proba(n: int) -> np.ndarray:
+        out = np.zeros((n, n_classes))  # a class the training rows lack: probability 0
+        out[:, prior.classes_.astype(np.int64)] = prior.predict_proba(np.zeros((n, 1)))
+        return out
+
+    return proba
 
 
 def by_group(task: str, y_true: np.ndarray, pred: np.ndarray, n_classes: int, y_train: np.ndarray,
@@ -59,14 +70,13 @@ def by_group(task: str, y_true: np.ndarray, pred: np.ndarray, n_classes: int, y_
     a model that is good on average can be useless on one symbol. Logged as a table artifact."""
     import pandas as pd
 
-    values = pd.Series(groups).astype(object)
-    values = values.where(values.notna(), "(missing)").astype(str).to_numpy()
-    rows = []
-    for value in sorted(set(values)):
-        mask = values == value
-        rows.append({column: value, "rows": int(mask.sum()),
-                     **scores(task, y_true[mask], pred[mask], n_classes, "test"),
-                     **baseline(task, y_train, y_true[mask], n_classes)})
+    from mlrecipes.data import positions_by_value
+
+    dummy = _dummy(task, y_train, n_classes)  # fitted once: the same bar for every value
+    rows = [{column: value, "rows": len(at),
+             **scores(task, y_true[at], pred[at], n_classes, "test"),
+             **scores(task, y_true[at], dummy(len(at)), n_classes, "test_baseline")}
+            for value, at in positions_by_value(groups).items()]
     mlflow.log_table(pd.DataFrame(rows), f"evaluation/by_{column}.json")
 
 

@@ -176,7 +176,7 @@ class Chunk:
     passthrough: pa.RecordBatch
     model_input: object
     target: np.ndarray | None
-    groups: np.ndarray | None = None  # data.report_by's values, as strings
+    groups: list | None = None  # data.report_by's values
 
 
 # MLflow column type -> the Arrow type rows are handed over as, and which input types widen to it safely.
@@ -226,9 +226,8 @@ def table_chunks(source: tables.TableSource, model: Model, passthrough: list[str
             features[name] = (np.asarray(column.to_pylist(), dtype=object) if kind == pa.string()
                               else column.to_numpy(zero_copy_only=False))
         y = batch.column(target).to_numpy(zero_copy_only=False) if target else None
-        groups = None if not group else np.array(
-            ["(missing)" if v is None else str(v) for v in batch.column(group).to_pylist()], dtype=object)
-        yield Chunk(batch.select(passthrough), pd.DataFrame(features), y, groups)
+        yield Chunk(batch.select(passthrough), pd.DataFrame(features), y,
+                    batch.column(group).to_pylist() if group else None)
 
 
 def image_chunks(data_cfg, split: str, batch_size: int):
@@ -335,13 +334,11 @@ def score(model: Model, chunk: Chunk, meta: dict, stats: Stats) -> pa.RecordBatc
     columns.update({name: pa.array(values, pa.float64()) for name, values in proba.items()})
     _account(model, prediction, chunk.target, stats)
     if chunk.groups is not None:  # the same per value of data.report_by (a symbol)
-        import pandas as pd
+        from mlrecipes.data import positions_by_value
 
-        codes, values = pd.factorize(chunk.groups)
-        for code, value in enumerate(values):
-            rows = codes == code
+        for value, rows in positions_by_value(chunk.groups).items():
             _account(model, prediction[rows], None if chunk.target is None else chunk.target[rows],
-                     stats.by.setdefault(str(value), Stats()))
+                     stats.by.setdefault(value, Stats()))
     columns["model_name"] = pa.array([meta["model_name"]] * n, pa.string())
     columns["model_version"] = pa.array([int(meta["model_version"])] * n, pa.int64())
     columns["model_run_id"] = pa.array([meta["model_run_id"]] * n, pa.string())

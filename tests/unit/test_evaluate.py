@@ -33,3 +33,11 @@ def test_the_regression_baseline_is_the_training_mean():
     assert bar["test_baseline_rmse"] == pytest.approx(math.sqrt((0 + 4 + 4) / 3))
     assert bar["test_baseline_mae"] == pytest.approx(4 / 3)
     assert bar["test_baseline_r2"] == pytest.approx(0.0)  # the test mean is the training mean here
+
+
+def test_rows_are_grouped_by_value_with_missing_ones_together():
+    from mlrecipes.data import positions_by_value
+
+    got = positions_by_value(["b", None, "a", "b", float("nan")])
+    assert list(got) == ["(missing)", "a", "b"]
+    assert {k: v.tolist() for k, v in got.items()} == {"(missing)": [1, 4], "a": [2], "b": [0, 3]}
