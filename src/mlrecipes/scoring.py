@@ -9,6 +9,13 @@ options as training, plus conf/scoring), resolve the model (default `@champion` 
 in record batches (memory stays bounded), as one MLflow run with rows, speed, the distribution
 of the predictions and, when the input still carries the target, live metrics.
 
+A table model knows the categories of its string features from training, and scores a category it
+never saw as a missing value. Such rows are counted per column and value (`unseen_*` metrics, the
+table `evaluation/unseen_categories.json`, a `warning:` line): a newly listed symbol, or an upstream
+change of a column's format (`005930` written as `5930`), which would otherwise silently turn every
+row's symbol into "missing". `scoring.max_unseen_fraction` makes too many of them an error instead,
+before anything is written.
+
 Writes are safe and idempotent. The *slice* is the rows the filter selects (`data.filters` plus
 the interval); `overwrite-slice` replaces exactly what an earlier scoring of the same slice wrote:
 - Delta: one transaction, `write_deltalake(mode="overwrite", predicate=<the filter as SQL>)`; a
@@ -52,6 +59,9 @@ from mlrecipes.errors import (
 MODES = ("overwrite-slice", "append", "overwrite")
 FORMATS = ("auto", "parquet", "delta")
 PROGRESS_EVERY_S = 2.0  # a `rows_scored` point at most this often: progress in the UI, not a flood
+UNSEEN_VALUES_KEPT = 1000  # distinct unseen values counted per column; the rest are counted as UNSEEN_OTHER
+UNSEEN_OTHER = "(other)"
+UNSEEN_SEE = see("scoring-meets-categories-the-model-never-saw")
 META = ("model_name", "model_version", "model_run_id", "scoring_run_id", "scored_at")
 
 
@@ -94,6 +104,7 @@ class Model:
     features: list[str] | None  # table models: input columns; None: an image model (an array)
     input_types: dict[str, str] = field(default_factory=dict)  # feature -> MLflow type (double, string)
     pyfunc: object = None
+    categories: dict[str, list[str]] = field(default_factory=dict)  # string feature -> its training categories
 
 
 def resolve_model(spec: str, registered: str) -> tuple[str, str]:
@@ -158,9 +169,10 @@ def load_model(spec: str, registered: str, data_cfg) -> Model:
     inputs = info.signature.inputs if info.signature is not None else None
     if flavor.get("features"):  # a table model (mlrecipes.table_model)
         types = {c.name: c.type.name for c in inputs.inputs} if inputs is not None and inputs.has_input_names() else {}
+        categories = {str(k): [str(c) for c in v] for k, v in (flavor.get("categories") or {}).items()}
         return Model(name, str(version.version), version.run_id, uri, str(flavor.get("task", "classification")),
                      [str(c) for c in flavor.get("class_names") or []], [str(f) for f in flavor["features"]],
-                     types, loaded)
+                     types, loaded, categories)
     # An image model in its native flavor: (n, pixels) float32 in, class probabilities out.
     return Model(name, str(version.version), version.run_id, uri, "classification",
                  [str(c) for c in (data_cfg.get("class_names") or range(10))], None, {}, loaded)
@@ -177,6 +189,7 @@ class Chunk:
     model_input: object
     target: np.ndarray | None
     groups: list | None = None  # data.report_by's values
+    unseen: dict[str, np.ndarray] = field(default_factory=dict)  # string feature -> rows whose category is new
 
 
 # MLflow column type -> the Arrow type rows are handed over as, and which input types widen to it safely.
@@ -213,6 +226,8 @@ def table_chunks(source: tables.TableSource, model: Model, passthrough: list[str
     read = list(dict.fromkeys([*passthrough, *model.features, *(c for c in (target, group) if c)]))
     import pandas as pd
 
+    known = {name: pd.Index(values) for name, values in model.categories.items() if name in types}
+
     for batch in source.batches(read, batch_size):
         if batch.num_rows == 0:
             continue
@@ -226,8 +241,14 @@ def table_chunks(source: tables.TableSource, model: Model, passthrough: list[str
             features[name] = (np.asarray(column.to_pylist(), dtype=object) if kind == pa.string()
                               else column.to_numpy(zero_copy_only=False))
         y = batch.column(target).to_numpy(zero_copy_only=False) if target else None
+        # The model's own rule (table_model._categorical): a value outside the training categories
+        # is scored as missing. Counted here, where the values are still the strings as read.
+        unseen = {}
+        for name, categories in known.items():
+            values = pd.Series(features[name], dtype="string")
+            unseen[name] = (values.notna() & ~values.isin(categories)).to_numpy(dtype=bool)
         yield Chunk(batch.select(passthrough), pd.DataFrame(features), y,
-                    batch.column(group).to_pylist() if group else None)
+                    batch.column(group).to_pylist() if group else None, unseen)
 
 
 def image_chunks(data_cfg, split: str, batch_size: int):
@@ -287,9 +308,16 @@ class Stats:
     err_sq: float = 0.0
     err_abs: float = 0.0
     by: dict = field(default_factory=dict)  # data.report_by value -> Stats of its rows
+    unseen_rows: int | None = None  # table models: rows with a category the model never saw (any column)
+    unseen_values: dict = field(default_factory=dict)  # column -> {value: rows}, the run's stats only
 
     def metrics(self, task: str) -> dict[str, float]:
         out = {}
+        if self.unseen_rows is not None:
+            out["unseen_rows"] = self.unseen_rows
+            out["unseen_fraction"] = self.unseen_rows / max(self.rows, 1)
+            for name, values in sorted(self.unseen_values.items()):
+                out[f"unseen.{_metric_name(name)}.rows"] = sum(values.values())
         if task == "classification":
             for name, count in sorted(self.counts.items()):
                 out[f"predicted.{_metric_name(name)}.rows"] = count
@@ -332,13 +360,14 @@ def score(model: Model, chunk: Chunk, meta: dict, stats: Stats) -> pa.RecordBatc
     else:
         columns["prediction"] = pa.array(np.asarray(prediction, dtype=np.float64))
     columns.update({name: pa.array(values, pa.float64()) for name, values in proba.items()})
-    _account(model, prediction, chunk.target, stats)
+    unseen = _count_unseen(chunk, stats)
+    _account(model, prediction, chunk.target, stats, unseen)
     if chunk.groups is not None:  # the same per value of data.report_by (a symbol)
         from mlrecipes.data import positions_by_value
 
         for value, rows in positions_by_value(chunk.groups).items():
             _account(model, prediction[rows], None if chunk.target is None else chunk.target[rows],
-                     stats.by.setdefault(value, Stats()))
+                     stats.by.setdefault(value, Stats()), None if unseen is None else unseen[rows])
     columns["model_name"] = pa.array([meta["model_name"]] * n, pa.string())
     columns["model_version"] = pa.array([int(meta["model_version"])] * n, pa.int64())
     columns["model_run_id"] = pa.array([meta["model_run_id"]] * n, pa.string())
@@ -347,8 +376,41 @@ def score(model: Model, chunk: Chunk, meta: dict, stats: Stats) -> pa.RecordBatc
     return pa.record_batch(columns)
 
 
-def _account(model: Model, prediction, target, stats: Stats) -> None:
+def _count_unseen(chunk: Chunk, stats: Stats) -> np.ndarray | None:
+    """Adds a batch's unseen categories to stats.unseen_values; returns which rows have any (None: the
+    model has no string feature)."""
+    if not chunk.unseen:
+        return None
+    for name, rows in chunk.unseen.items():
+        if not rows.any():
+            stats.unseen_values.setdefault(name, {})
+            continue
+        counts = stats.unseen_values.setdefault(name, {})
+        labels, n = np.unique(np.asarray(chunk.model_input[name].to_numpy()[rows], dtype=str), return_counts=True)
+        for label, count in zip(labels.tolist(), n.tolist(), strict=True):  # plain str and int, not numpy's
+            key = label if label in counts or len(counts) < UNSEEN_VALUES_KEPT else UNSEEN_OTHER
+            counts[key] = counts.get(key, 0) + count
+    return np.logical_or.reduce(list(chunk.unseen.values()))
+
+
+def unseen_summary(model: Model, stats: Stats, shown: int = 3) -> str | None:
+    """One line on the rows with a category the model never saw, the most frequent values first."""
+    if not stats.unseen_rows:
+        return None
+    parts = []
+    for name, values in sorted(stats.unseen_values.items()):
+        top = sorted(values.items(), key=lambda kv: (-kv[1], kv[0]))
+        if top:
+            more = f", {len(top) - shown} more" if len(top) > shown else ""
+            parts.append(f"{name}: " + ", ".join(f"{v!r} x{n}" for v, n in top[:shown]) + more)
+    return (f"{stats.unseen_rows} of {stats.rows} rows ({stats.unseen_rows / max(stats.rows, 1):.1%}) carry a "
+            f"category model {model.name} version {model.version} never saw in training ({'; '.join(parts)})")
+
+
+def _account(model: Model, prediction, target, stats: Stats, unseen: np.ndarray | None = None) -> None:
     """Adds a batch's predictions (their distribution) and, with a target, their live errors to stats."""
+    if unseen is not None:
+        stats.unseen_rows = (stats.unseen_rows or 0) + int(unseen.sum())
     if model.task == "classification":
         labels, counts = np.unique(np.asarray(prediction, dtype=str), return_counts=True)
         for label, count in zip(labels, counts, strict=True):
@@ -562,6 +624,10 @@ def _score(cfg, run_id: str, signals: _Signals) -> None:
     require(mode in MODES, f"unknown scoring.mode '{mode}'; valid: {', '.join(MODES)}")
     batch_size = int(s.batch_size)
     require(batch_size > 0, f"scoring.batch_size must be > 0, got {batch_size}")
+    max_unseen = s.get("max_unseen_fraction")
+    require(max_unseen is None or (isinstance(max_unseen, int | float) and not isinstance(max_unseen, bool)
+                                   and 0 <= max_unseen <= 1),
+            f"scoring.max_unseen_fraction must be null or a number in [0, 1], got {max_unseen!r}")
     # -P output, else where the data group says its predictions go (conf/data/ticks.yaml: `predictions`).
     output = str(s.output or "").strip() or str(cfg.data.get("predictions") or "").strip()
     require(output not in ("", "???"),
@@ -632,6 +698,7 @@ def _score(cfg, run_id: str, signals: _Signals) -> None:
     progress = {"at": started}
 
     client = mlflow.MlflowClient()  # explicit run id: the writer's thread has no active run
+    refused: list[str] = []  # why the last batch stopped the writer (a native writer may rewrap the error)
 
     def scored():
         for chunk in chunks:
@@ -643,6 +710,11 @@ def _score(cfg, run_id: str, signals: _Signals) -> None:
                 client.log_metric(run_id, "rows_scored", stats.rows, step=stats.rows)
                 progress["at"] = now
             yield batch
+        # Every row is read but nothing is committed yet: raising here stops both writers.
+        if max_unseen is not None and (stats.unseen_rows or 0) > max_unseen * stats.rows:
+            refused.append(f"{unseen_summary(model, stats)}: more than scoring.max_unseen_fraction "
+                           f"{max_unseen:g}; the output is unchanged{UNSEEN_SEE}")
+            raise UserError(refused[0])
 
     batches = scored()
     try:
@@ -657,14 +729,18 @@ def _score(cfg, run_id: str, signals: _Signals) -> None:
             try:
                 _in_thread(signals, output.write, reader, partition, mode)
             except Exception as exc:
+                if refused:
+                    raise UserError(refused[0]) from None
                 if signals.received or isinstance(exc, Terminated | UserError):
                     raise
                 raise UserError(f"cannot write Delta table {output_uri}: {one_line(str(exc))}") from None
         else:
             try:
                 _in_thread(signals, output.write, reader, partition)
-            except OSError as exc:
-                if signals.received:
+            except Exception as exc:
+                if refused:
+                    raise UserError(refused[0]) from None
+                if signals.received or not isinstance(exc, OSError):
                     raise
                 raise UserError(f"cannot write {output_uri}: {one_line(str(exc))}") from None
             signals.held = True  # the swap: moves then deletes; a signal now waits for its end
@@ -683,12 +759,19 @@ def _score(cfg, run_id: str, signals: _Signals) -> None:
                         "rows_per_second": stats.rows / max(seconds, 1e-9), "peak_rss_mb": peak_rss_mb(),
                         **stats.metrics(model.task)})
     mlflow.log_metric("rows_scored", stats.rows, step=stats.rows)
-    if stats.by:
-        import pandas as pd
+    import pandas as pd
 
+    if stats.by:
         group = str(cfg.data.report_by)
         mlflow.log_table(pd.DataFrame([{group: value, "rows": sub.rows, **sub.metrics(model.task)}
                                        for value, sub in sorted(stats.by.items())]), f"evaluation/by_{group}.json")
+    unseen = unseen_summary(model, stats)
+    if unseen:
+        mlflow.log_table(pd.DataFrame([{"column": name, "value": value, "rows": rows}
+                                       for name, values in sorted(stats.unseen_values.items())
+                                       for value, rows in sorted(values.items(), key=lambda kv: -kv[1])]),
+                         "evaluation/unseen_categories.json")
+        print(f"warning: {unseen}, scored as a missing value{UNSEEN_SEE}", file=sys.stderr, flush=True)
     live = stats.metrics(model.task)
     headline = f", live accuracy {live['live_accuracy']:.4f}" if "live_accuracy" in live else (
         f", live RMSE {live['live_rmse']:.4f}" if "live_rmse" in live else "")

@@ -178,6 +178,52 @@ def test_sigterm_mid_write_leaves_the_old_output(champion, tmp_path):
     assert not [p for p in out.parent.iterdir() if ".staging-" in p.name]
 
 
+def _renamed(tmp_path, renamed: dict[str, str]):
+    """The fixture tick table with some symbols written differently (an upstream format change)."""
+    import ticks as generator
+
+    table = generator.make()
+    symbols = pa.array([renamed.get(s, s) for s in table["symbol"].to_pylist()], pa.string())
+    return generator.write_parquet(table.set_column(table.schema.get_field_index("symbol"), "symbol", symbols),
+                                   tmp_path)
+
+
+def test_categories_the_model_never_saw_are_counted_and_can_stop_the_write(champion, tmp_path):
+    # One symbol without its leading zeros: its rows are scored with a symbol the model never saw.
+    out = champion["root"] / "predictions" / "unseen"
+    one = _renamed(tmp_path / "one", {"005930": "5930"})
+    day3 = read(one).filter(pc.equal(pc.field("date"), "2026-01-03"))
+    n = day3.filter(pc.equal(day3["symbol"], 5930)).num_rows  # read back with inferred types: 5930 is a number
+    assert 0 < n < day3.num_rows
+    result = score(champion, f"output={out}", f"interval={DAY3}", "interval_column=date",
+                   f"overrides=data.path={one} scoring.max_unseen_fraction=0.5")
+    assert result.returncode == 0, result.stderr[-3000:]
+    m = result.run.data.metrics
+    assert m["rows_out"] == day3.num_rows
+    assert m["unseen_rows"] == m["unseen.symbol.rows"] == n and m["unseen.venue.rows"] == 0
+    assert m["unseen_fraction"] == pytest.approx(n / day3.num_rows)
+    assert (f"warning: {n} of {day3.num_rows} rows ({n / day3.num_rows:.1%}) carry a category model ticks-lightgbm "
+            f"version 1 never saw in training (symbol: '5930' x{n}), scored as a missing value") in result.stderr
+    run_id = result.run.info.run_id
+    unseen = mlflow.artifacts.load_dict(f"runs:/{run_id}/evaluation/unseen_categories.json")
+    assert unseen["data"] == [["symbol", "5930", n]]
+    by = mlflow.artifacts.load_dict(f"runs:/{run_id}/evaluation/by_symbol.json")
+    by = {row[by["columns"].index("symbol")]: row[by["columns"].index("unseen_rows")] for row in by["data"]}
+    assert by == {"000660": 0, "035420": 0, "051910": 0, "5930": n}
+
+    # Every symbol so: more than scoring.max_unseen_fraction, and nothing is written.
+    before = snapshot(out)
+    every = _renamed(tmp_path / "every", {s: s.lstrip("0") for s in ("005930", "000660", "035420", "051910")})
+    refused = score(champion, f"output={out}", f"interval={DAY3}", "interval_column=date",
+                    f"overrides=data.path={every} scoring.max_unseen_fraction=0.5")
+    assert refused.returncode != 0, refused.stderr[-3000:]
+    assert refused.last_line.startswith(f"error: {day3.num_rows} of {day3.num_rows} rows (100.0%) carry a category")
+    assert "more than scoring.max_unseen_fraction 0.5; the output is unchanged" in refused.last_line
+    assert "Traceback" not in refused.stderr
+    assert refused.run.info.status == "FAILED" and refused.run.data.tags["mlrecipes.exit_code"] == "2"
+    assert snapshot(out) == before
+
+
 def _missing_f3(tmp_path, champion):
     table = read(champion["root"] / "ticks_parquet")
     pads.write_dataset(table.drop_columns(["f3"]), tmp_path / "no_f3", format="parquet", partitioning=["date"],

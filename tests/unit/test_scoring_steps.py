@@ -70,3 +70,66 @@ def test_schema_check_widens_safely_and_names_what_is_wrong():
         scoring.check_schema(_model(text="double"), SCHEMA, "t")
     with pytest.raises(UserError, match="input column 'f0' is double, the model needs string"):
         scoring.check_schema(_model(f0="string"), SCHEMA, "t")
+
+
+class _Source:
+    """A TableSource stand-in: one in-memory table, read in batches."""
+
+    def __init__(self, table: pa.Table):
+        self.table, self.schema = table, table.schema
+
+    def describe(self) -> str:
+        return "memory"
+
+    def batches(self, columns, batch_size):
+        yield from self.table.select(columns).to_batches(max_chunksize=batch_size)
+
+
+class _Pyfunc:
+    def predict(self, frame):
+        import pandas as pd
+
+        return pd.DataFrame({"prediction": ["a"] * len(frame), "proba_a": 0.9, "proba_b": 0.1})
+
+
+def _scored(model, table, batch_size=2):
+    stats = scoring.Stats()
+    meta = {"model_name": "m", "model_version": "1", "model_run_id": "r", "scoring_run_id": "s", "scored_at": None}
+    for chunk in scoring.table_chunks(_Source(table), model, ["symbol"], None, batch_size, group="symbol"):
+        scoring.score(model, chunk, meta, stats)
+    return stats
+
+
+def test_categories_the_model_never_saw_are_counted_per_column_value_and_group():
+    model = scoring.Model("m", "1", "r", "models:/m/1", "classification", ["a", "b"], ["symbol", "venue", "f0"],
+                          {"symbol": "string", "venue": "string", "f0": "double"}, _Pyfunc(),
+                          {"symbol": ["005930", "000660"], "venue": ["KRX"]})
+    table = pa.table({"symbol": ["005930", "5930", "5930", "207940", "000660", None],
+                      "venue": ["KRX", "KRX", "NXT", "KRX", "KRX", None], "f0": [1.0] * 6})
+    stats = _scored(model, table)
+    # '5930' (twice), '207940' and venue 'NXT' (on a row already counted): 3 rows; a missing value is no category
+    assert stats.rows == 6 and stats.unseen_rows == 3
+    assert stats.unseen_values == {"symbol": {"5930": 2, "207940": 1}, "venue": {"NXT": 1}}
+    metrics = stats.metrics("classification")
+    assert metrics["unseen_rows"] == 3 and metrics["unseen_fraction"] == 0.5
+    assert metrics["unseen.symbol.rows"] == 3 and metrics["unseen.venue.rows"] == 1
+    assert {k: v.unseen_rows for k, v in stats.by.items()} == {"005930": 0, "5930": 2, "207940": 1, "000660": 0,
+                                                                "(missing)": 0}
+    assert scoring.unseen_summary(model, stats) == (
+        "3 of 6 rows (50.0%) carry a category model m version 1 never saw in training "
+        "(symbol: '5930' x2, '207940' x1; venue: 'NXT' x1)")
+
+
+def test_no_unseen_metrics_without_string_features_and_the_distinct_values_are_capped(monkeypatch):
+    numeric = scoring.Model("m", "1", "r", "models:/m/1", "classification", ["a", "b"], ["f0"], {"f0": "double"},
+                            _Pyfunc())
+    stats = _scored(numeric, pa.table({"symbol": ["x", "y"], "f0": [1.0, 2.0]}))
+    assert stats.unseen_rows is None and "unseen_rows" not in stats.metrics("classification")
+    assert scoring.unseen_summary(numeric, stats) is None
+
+    monkeypatch.setattr(scoring, "UNSEEN_VALUES_KEPT", 2)
+    model = scoring.Model("m", "1", "r", "models:/m/1", "classification", ["a", "b"], ["symbol"],
+                          {"symbol": "string"}, _Pyfunc(), {"symbol": ["005930"]})
+    stats = _scored(model, pa.table({"symbol": ["n1", "n2", "n3", "n4", "n1", "005930"]}))
+    assert stats.unseen_rows == 5
+    assert stats.unseen_values == {"symbol": {"n1": 2, "n2": 1, scoring.UNSEEN_OTHER: 2}}
