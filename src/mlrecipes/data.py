@@ -60,6 +60,9 @@ class Dataset:
     # The test rows' string features as read (X_test has a value the training rows lack as missing):
     # what another model is scored on (test_rows).
     test_strings: dict[str, np.ndarray] = field(default_factory=dict)
+    # The test rows of data.report_by when it is no feature (a partition such as date, an excluded
+    # id), as read: what the per-value table groups by (test_rows).
+    test_columns: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -299,6 +302,9 @@ def load_table(cfg, task: str = "classification") -> Dataset:
 
     train, val, test, split_params = _split_rows(cfg, arrow, y if task == "classification" else None)
     X = {name: _feature(arrow.column(name)) for name in features}
+    report_by = cfg.get("report_by")
+    test_columns = ({report_by: _as_read(arrow.column(report_by), test)}
+                    if report_by and report_by not in features else {})
     del arrow
     # String features become categoricals whose categories are the training rows' values: a
     # category first seen in validation, test or scoring is a missing value, not a crash.
@@ -315,6 +321,7 @@ def load_table(cfg, task: str = "classification") -> Dataset:
         name=str(cfg.name), source=uri, X_train=parts[0], y_train=y[train], X_val=parts[1], y_val=y[val],
         X_test=parts[2], y_test=y[test], class_names=names, feature_names=list(features),
         task=task, target=target, categories=categories, params=params, test_strings=test_strings,
+        test_columns=test_columns,
     )
 
 
@@ -350,15 +357,17 @@ class _Strings:
 
 
 def _select_columns(cfg, names: list[str], schema) -> tuple[list[str], list[str]]:
-    """(feature columns, columns to read): `columns` (or all) minus `exclude`, target, time, split."""
+    """(feature columns, columns to read): `columns` (or all) minus `exclude`, target, time, split;
+    read besides: target, time, split and report_by columns."""
     import pyarrow as pa
 
     target = str(cfg.target)
     time_column, split_column = cfg.get("time_column"), cfg.get("split_column")
+    report_by = cfg.get("report_by")
     columns = [str(c) for c in (cfg.get("columns") or [])]
     exclude = [str(c) for c in (cfg.get("exclude") or [])]
     for key, values in (("columns", columns), ("exclude", exclude), ("time_column", [time_column]),
-                        ("split_column", [split_column])):
+                        ("split_column", [split_column]), ("report_by", [report_by])):
         unknown = [str(v) for v in values if v is not None and v not in names]
         require(not unknown, f"data.{key}: unknown column(s) {', '.join(unknown)}; columns: {', '.join(names)}")
     special = {target, time_column, split_column, *exclude}
@@ -372,7 +381,8 @@ def _select_columns(cfg, names: list[str], schema) -> tuple[list[str], list[str]
         if not (_numeric(kind) or _stringlike(kind)):
             raise UserError(f"column '{name}' has type {kind}: only numbers and strings can be features; "
                             "add it to data.exclude")
-    read = [*features, target, *(c for c in (time_column, split_column) if c)]
+    # report_by is read beside the features, not made one: any column can group the test rows.
+    read = [*features, target, *(c for c in (time_column, split_column, report_by) if c)]
     return features, list(dict.fromkeys(read))
 
 
@@ -415,6 +425,17 @@ def _feature(column):
         return _Strings(np.zeros(0, dtype=np.int32), np.zeros(0, dtype=object))
     codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int32)
     return _Strings(codes, np.asarray(encoded.dictionary.to_pylist(), dtype=object))
+
+
+def _as_read(column, rows: np.ndarray) -> np.ndarray:
+    """A column's values at `rows` as Python objects (None when missing), as scoring reads them:
+    strings through their dictionary (one object per distinct value, not one per row), anything
+    else (an integer id, a date, a timestamp) as Arrow gives it; never cast to float32."""
+    import pyarrow as pa
+
+    if _stringlike(column.type):
+        return _feature(column).as_read(rows)
+    return np.asarray(column.take(pa.array(rows)).to_pylist(), dtype=object)
 
 
 def _target(column, name: str, task: str) -> tuple[np.ndarray, list[str]]:
@@ -485,9 +506,10 @@ def tabular(ds: Dataset, X):
 
 def test_rows(ds: Dataset):
     """The test rows as a reader hands them over (raw_rows), string features as read: how scoring,
-    and the gate's re-scoring of a champion, give them to a model."""
+    and the gate's re-scoring of a champion, give them to a model; plus a data.report_by column that
+    is no feature, as read."""
     rows = raw_rows(ds.X_test)
-    for name, values in ds.test_strings.items():
+    for name, values in {**ds.test_strings, **ds.test_columns}.items():
         rows[name] = values
     return rows
 

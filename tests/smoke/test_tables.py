@@ -64,6 +64,29 @@ def test_parquet_directory_filter_time_split_categoricals(run_project, tracking_
 
 
 @pytest.mark.smoke
+def test_report_by_a_partition_that_is_no_feature(run_project, ticks):
+    """data.report_by=date: the test metrics per trading day, though the features exclude the date."""
+    result = run_project("lightgbm", *table_params(ticks["parquet"], FEATURES, "data.split=time", "data.time_column=ts",
+                                                   "data.report_by=date"), experiment="tables")
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = result.run
+    p = run.data.params
+    table = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/evaluation/by_date.json")
+    by = pd.DataFrame(table["data"], columns=table["columns"])
+    assert by["rows"].sum() == int(p["data.rows.test"])
+    # The test split's days, as the partition names them, with each day's test rows.
+    t = ticks["table"]
+    t = t.filter(pc.is_valid(t["direction"]))
+    test = t.filter(pc.and_(pc.greater_equal(t["ts"], pd.Timestamp(p["data.split.test.time_min"])),
+                            pc.less_equal(t["ts"], pd.Timestamp(p["data.split.test.time_max"]))))
+    days = test["date"].value_counts().to_pylist()
+    assert dict(zip(by["date"], by["rows"], strict=True)) == {d["values"]: d["counts"] for d in days}
+    assert list(by["date"]) == sorted(by["date"]) and by["date"].tolist()[-1] == "2026-01-06"
+    assert {"test_accuracy", "test_baseline_accuracy"} <= set(by.columns)
+    assert "date" not in model_config("ticks-lightgbm", run.info.run_id)["features"]  # read, never a feature
+
+
+@pytest.mark.smoke
 def test_a_rolling_window_through_the_mlproject_params(run_project, ticks):
     """What a scheduled retraining passes: Airflow's data interval, the column, and a lookback; the
     run trains on the 2 days before the interval's end."""
@@ -185,7 +208,7 @@ BAD = [
     ("time-split-empty", [FEATURES, "data.split=time", "data.time_column=date", "data.test_fraction=0.9"],
      "time split on 'date' leaves train empty"),
     ("delta-version", ["data=delta", "data.path={delta}", "data.version=9", FEATURES], "has no version 9"),
-    ("report-by", [FEATURES, "data.report_by=date"], "data.report_by: 'date' is not a feature column of this run"),
+    ("report-by", [FEATURES, "data.report_by=sector"], "data.report_by: unknown column(s) sector; columns: ts, "),
 ]
 
 

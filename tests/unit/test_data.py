@@ -53,6 +53,23 @@ def test_a_time_window_on_an_image_set_is_one_line():
         data.load(mnist_cfg(FIXTURE.parent, interval="", interval_column="", lookback="30d"))
 
 
+def test_an_image_set_has_no_column_to_report_by(tracking_uri):
+    """data.report_by on MNIST: one line before training (a table's reader checks its own columns)."""
+    import mlflow
+
+    from mlrecipes import config, recipe
+
+    xgboost = Path(__file__).resolve().parents[2] / "projects" / "xgboost"
+    cfg = config.compose(xgboost, ["data=mnist", "++data.report_by=label"])
+    ds = data.load_mnist(mnist_cfg(FIXTURE.parent))
+
+    def fit(cfg, ds):
+        raise AssertionError("trained despite data.report_by on an image set")
+
+    with mlflow.start_run(), pytest.raises(UserError, match=r"^data.report_by: 'label', but data=mnist is an image"):
+        recipe.steps(cfg, fit, ds=ds, register=False)
+
+
 def test_split_is_deterministic_and_stratified():
     first = data.load_mnist(mnist_cfg(FIXTURE.parent))
     second = data.load_mnist(mnist_cfg(FIXTURE.parent))

@@ -169,6 +169,45 @@ def test_unseen_category_becomes_missing(tmp_path):
     assert rows["x"].dtype == np.float64 and rows["sym"].tolist()[-5:] == ["new"] * 5
 
 
+def test_report_by_a_column_outside_the_features_is_read_beside_them(ticks):
+    """data.report_by=date: the Hive partition the features exclude is read for the test rows, as
+    read (strings), and never becomes a feature; an excluded integer column keeps its integers."""
+    every = tables.open_table(cfg(ticks["parquet"])).read(["ts", "date", "up", "direction"])
+    every = every.filter(pc.is_valid(every["direction"]))
+    for kind, path in (("parquet", ticks["parquet"]), ("delta", ticks["delta"])):
+        ds = data.load(cfg(path, kind=kind, version=None, split="time", time_column="ts", report_by="date"))
+        assert "date" not in ds.feature_names and "date" not in ds.X_test.columns
+        dates = data.test_rows(ds)["date"]
+        assert len(dates) == len(ds.y_test) and all(isinstance(d, str) for d in dates)
+        # The test split is the latest ticks: its dates are those of the ticks after the split's start.
+        start = pd.Timestamp(ds.params["data.split.test.time_min"])
+        later = every.filter(pc.greater_equal(every["ts"], start))
+        assert sorted(set(dates)) == sorted(set(later["date"].to_pylist())) == ["2026-01-05", "2026-01-06"]
+        groups = data.positions_by_value(dates)
+        assert {d: len(at) for d, at in groups.items()} == {
+            d: later.filter(pc.equal(later["date"], d)).num_rows for d in groups}
+    ds = data.load(cfg(ticks["parquet"], report_by="up"))
+    ups = data.test_rows(ds)["up"]
+    assert "up" not in ds.feature_names and set(ups) == {0, 1} and all(type(u) is int for u in ups)
+
+
+def test_report_by_a_feature_or_partition_keeps_leading_zeros(ticks):
+    """A partition column, excluded from the features or one of them: its values as read either way."""
+    symbols = {"005930", "000660", "035420", "051910"}
+    ds = data.load(cfg(ticks["parquet"], exclude=["date", "ts", "next_return", "up", "symbol"], report_by="symbol"))
+    assert "symbol" not in ds.feature_names and set(data.test_rows(ds)["symbol"]) == symbols
+    ds = data.load(cfg(ticks["parquet"], report_by="symbol"))
+    assert "symbol" in ds.feature_names and ds.test_columns == {}
+    assert set(data.test_rows(ds)["symbol"]) == symbols  # a feature: served by test_strings, as before
+
+
+def test_report_by_a_column_the_table_lacks_is_one_line_naming_the_columns(ticks):
+    with pytest.raises(UserError) as err:
+        data.load(cfg(ticks["parquet"], report_by="sector"))
+    assert str(err.value).startswith("data.report_by: unknown column(s) sector; columns: ts, ")
+    assert "date" in str(err.value) and "\n" not in str(err.value)
+
+
 def test_time_split_has_no_look_ahead_even_with_tied_timestamps():
     times = np.repeat(np.arange(10), 7)  # 7 rows share each timestamp
     train, val, test = splits.time_split(times, 0.2, 0.25, "ts")
