@@ -46,6 +46,9 @@ def test_daily_scoring_dag_scores_its_data_interval(airflow_db, run_dag, trackin
     assert second.data.params["interval"] == "2026-01-03T00:00:00+00:00/2026-01-04T00:00:00+00:00"
     assert second.data.params["slice"] == "date >= '2026-01-03' and date < '2026-01-04'"
     assert second.data.tags["airflow.dag_id"] == "mlrecipes_ticks_scoring"
+    # The job's guard against an input that changed under the model; this day's symbols are all known.
+    assert second.data.params["scoring.max_unseen_fraction"] == "0.5"
+    assert second.data.metrics["unseen_rows"] == 0
     assert result["xcom"]["mlflow_run_id"] == second.info.run_id
 
     table = pads.dataset(str(tmp_path / "predictions" / "ticks"), format="parquet", partitioning="hive").to_table()
