@@ -514,6 +514,17 @@ def test_rows(ds: Dataset):
     return rows
 
 
+def unseen_test_rows(ds: Dataset) -> np.ndarray | None:
+    """Which test rows carry a string-feature value the training rows lack (the model sees it as a
+    missing value, as scoring does: scoring.unseen_summary); None when there is no string feature."""
+    if not ds.test_strings:
+        return None
+    import pandas as pd
+
+    return np.logical_or.reduce([pd.notna(raw) & ds.X_test[name].isna().to_numpy()
+                                 for name, raw in ds.test_strings.items()])
+
+
 def positions_by_value(values) -> dict[str, np.ndarray]:
     """The row positions of each value of one column (data.report_by), in value order: values as
     strings, a missing one as '(missing)'. One pass over the rows, however many values there are."""

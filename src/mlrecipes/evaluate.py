@@ -65,15 +65,17 @@ def _dummy(task: str, y_train: np.ndarray, n_classes: int) -> Callable[[int], np
 
 
 def by_group(task: str, y_true: np.ndarray, pred: np.ndarray, n_classes: int, y_train: np.ndarray,
-             column: str, groups) -> None:
+             column: str, groups, unseen: np.ndarray | None = None) -> None:
     """The test metrics and baselines per value of one column (data.report_by: a symbol, a venue):
-    a model that is good on average can be useless on one symbol. Logged as a table artifact."""
+    a model that is good on average can be useless on one symbol. Logged as a table artifact; with
+    `unseen` (data.unseen_test_rows), each value's rows with a category the training rows lack."""
     import pandas as pd
 
     from mlrecipes.data import positions_by_value
 
     dummy = _dummy(task, y_train, n_classes)  # fitted once: the same bar for every value
     rows = [{column: value, "rows": len(at),
+             **({"unseen_rows": int(unseen[at].sum())} if unseen is not None else {}),
              **scores(task, y_true[at], pred[at], n_classes, "test"),
              **scores(task, y_true[at], dummy(len(at)), n_classes, "test_baseline")}
             for value, at in positions_by_value(groups).items()]

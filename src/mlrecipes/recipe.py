@@ -310,9 +310,14 @@ def steps(cfg, fit: Callable, ds=None, register: bool = True) -> Outcome:
     results = evaluate.evaluate(task, ds.y_test, pred, ds.class_names)
     bar = evaluate.baseline(task, ds.y_train, ds.y_test, ds.num_classes)
     mlflow.log_metrics(bar)
+    # Test rows whose symbol (any string feature) the training rows lack, e.g. a listing newer than
+    # the training window: the model scores them without it, as scoring counts its unseen_rows.
+    unseen = data.unseen_test_rows(ds)
+    if unseen is not None:
+        mlflow.log_metric("test_unseen_rows", int(unseen.sum()))
     if report_by:
         evaluate.by_group(task, ds.y_test, pred, ds.num_classes, ds.y_train, report_by,
-                          data.test_rows(ds)[report_by])
+                          data.test_rows(ds)[report_by], unseen)
     mlflow.flush_async_logging()  # autolog may still be writing per-iteration metrics
     evaluate.log_training_curves(run_id)
 

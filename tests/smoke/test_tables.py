@@ -55,6 +55,8 @@ def test_parquet_directory_filter_time_split_categoricals(run_project, tracking_
     by = pd.DataFrame(table["data"], columns=table["columns"])
     assert list(by["symbol"]) == ["000660", "005930", "035420"] and by["rows"].sum() == int(p["data.rows.test"])
     assert (by["rows"] * by["test_accuracy"]).sum() / by["rows"].sum() == pytest.approx(m["test_accuracy"])
+    # Every symbol and venue of the test window traded in the training window too.
+    assert m["test_unseen_rows"] == 0 and by["unseen_rows"].tolist() == [0, 0, 0]
     # symbol and venue are categoricals fixed by the training rows; gaps stayed missing values.
     config = model_config("ticks-xgboost", run.info.run_id)
     assert config["categories"]["symbol"] == ["000660", "005930", "035420"]

@@ -167,6 +167,20 @@ def test_unseen_category_becomes_missing(tmp_path):
     rows = data.test_rows(ds)
     assert rows["sym"].tolist() == ds.X_test["sym"].astype(object).where(ds.X_test["sym"].notna(), "new").tolist()
     assert rows["x"].dtype == np.float64 and rows["sym"].tolist()[-5:] == ["new"] * 5
+    # Those are the test rows the run counts as unseen (test_unseen_rows, by_<column>'s unseen_rows).
+    assert data.unseen_test_rows(ds).tolist() == [False] * (len(ds.y_test) - 5) + [True] * 5
+
+
+def test_a_missing_value_is_no_unseen_category_and_no_string_feature_counts_nothing(tmp_path):
+    frame = pd.DataFrame({"sym": ["a", "b"] * 20 + [None, "new", None, "b", "a"], "x": np.arange(45, dtype=float),
+                          "t": pd.date_range("2026-01-01", periods=45, freq="h"), "y": [0, 1] * 22 + [1]})
+    frame.to_parquet(tmp_path / "t.parquet")
+    ds = data.load(cfg(tmp_path / "t.parquet", target="y", exclude=[], split="time", time_column="t",
+                       test_fraction=0.15))
+    assert data.unseen_test_rows(ds)[-5:].tolist() == [False, True, False, False, False]
+    numbers = data.load(cfg(tmp_path / "t.parquet", target="y", exclude=["sym"], split="time", time_column="t",
+                            test_fraction=0.15))
+    assert data.unseen_test_rows(numbers) is None
 
 
 def test_report_by_a_column_outside_the_features_is_read_beside_them(ticks):
