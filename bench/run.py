@@ -253,10 +253,18 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def machine() -> dict:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    return {"cpus": os.cpu_count(), "cpu_model": model, "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-            "python": platform.python_version()}
+    info = {}
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        key, _, value = line.partition(":")
+        info.setdefault(key.strip(), value.strip())
+    # A VM may name only "AMD EPYC": the family and the widest vector unit tell CPUs apart, and
+    # the ratios against the peers move with them (README, Results).
+    flags = set(info.get("flags", "").split())
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    model = info.get("model name") or platform.processor()
+    family = f", family {info['cpu family']}" if info.get("cpu family") else ""
+    return {"cpus": os.cpu_count(), "cpu_model": f"{model}{family}, {vector}",
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1), "python": platform.python_version()}
 
 
 def write_readme(results: dict) -> None:
