@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mlrecipes import config, tables
 from mlrecipes.errors import (
@@ -226,27 +227,24 @@ def table_chunks(source: tables.TableSource, model: Model, passthrough: list[str
     read = list(dict.fromkeys([*passthrough, *model.features, *(c for c in (target, group) if c)]))
     import pandas as pd
 
-    known = {name: pd.Index(values) for name, values in model.categories.items() if name in types}
+    known = {name: pa.array(values, pa.string()) for name, values in model.categories.items() if name in types}
 
     for batch in source.batches(read, batch_size):
         if batch.num_rows == 0:
             continue
-        features = {}
+        features, unseen = {}, {}
         for name, kind in types.items():
             column = batch.column(name)
             if pa.types.is_dictionary(column.type):
                 column = column.cast(column.type.value_type)
             column = column.cast(kind)
+            if name in known:  # the model's own rule (table_model._categorical): another value is scored as missing
+                unseen[name] = pc.and_(pc.is_valid(column), pc.invert(pc.is_in(column, value_set=known[name]))
+                                       ).to_numpy(zero_copy_only=False)
             # Strings as objects (None when missing), numbers as numpy: what the signature was inferred from.
             features[name] = (np.asarray(column.to_pylist(), dtype=object) if kind == pa.string()
                               else column.to_numpy(zero_copy_only=False))
         y = batch.column(target).to_numpy(zero_copy_only=False) if target else None
-        # The model's own rule (table_model._categorical): a value outside the training categories
-        # is scored as missing. Counted here, where the values are still the strings as read.
-        unseen = {}
-        for name, categories in known.items():
-            values = pd.Series(features[name], dtype="string")
-            unseen[name] = (values.notna() & ~values.isin(categories)).to_numpy(dtype=bool)
         yield Chunk(batch.select(passthrough), pd.DataFrame(features), y,
                     batch.column(group).to_pylist() if group else None, unseen)
 
@@ -382,15 +380,18 @@ def _count_unseen(chunk: Chunk, stats: Stats) -> np.ndarray | None:
     if not chunk.unseen:
         return None
     for name, rows in chunk.unseen.items():
-        if not rows.any():
-            stats.unseen_values.setdefault(name, {})
-            continue
         counts = stats.unseen_values.setdefault(name, {})
+        if not rows.any():
+            continue
         labels, n = np.unique(np.asarray(chunk.model_input[name].to_numpy()[rows], dtype=str), return_counts=True)
         for label, count in zip(labels.tolist(), n.tolist(), strict=True):  # plain str and int, not numpy's
             key = label if label in counts or len(counts) < UNSEEN_VALUES_KEPT else UNSEEN_OTHER
             counts[key] = counts.get(key, 0) + count
     return np.logical_or.reduce(list(chunk.unseen.values()))
+
+
+def _most_rows_first(values: dict) -> list[tuple[str, int]]:
+    return sorted(values.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
 def unseen_summary(model: Model, stats: Stats, shown: int = 3) -> str | None:
@@ -399,7 +400,7 @@ def unseen_summary(model: Model, stats: Stats, shown: int = 3) -> str | None:
         return None
     parts = []
     for name, values in sorted(stats.unseen_values.items()):
-        top = sorted(values.items(), key=lambda kv: (-kv[1], kv[0]))
+        top = _most_rows_first(values)
         if top:
             more = f", {len(top) - shown} more" if len(top) > shown else ""
             parts.append(f"{name}: " + ", ".join(f"{v!r} x{n}" for v, n in top[:shown]) + more)
@@ -769,7 +770,7 @@ def _score(cfg, run_id: str, signals: _Signals) -> None:
     if unseen:
         mlflow.log_table(pd.DataFrame([{"column": name, "value": value, "rows": rows}
                                        for name, values in sorted(stats.unseen_values.items())
-                                       for value, rows in sorted(values.items(), key=lambda kv: -kv[1])]),
+                                       for value, rows in _most_rows_first(values)]),
                          "evaluation/unseen_categories.json")
         print(f"warning: {unseen}, scored as a missing value{UNSEEN_SEE}", file=sys.stderr, flush=True)
     live = stats.metrics(model.task)
