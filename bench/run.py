@@ -180,9 +180,14 @@ def log_curve(text: str) -> list[dict]:
     return [json.loads(line.split(" ", 1)[1]) for line in text.splitlines() if line.startswith("CURVE ")]
 
 
+# Accuracies compare with this slack: the Keras peers report float32, in which 9,920 of 10,000 is
+# 0.99199998 (below 0.992 by 2e-8); the slack stays below one image of a million-image test set (1e-6).
+ACCURACY_SLACK = 1e-7
+
+
 def time_to(curve: list[dict], threshold: float) -> float | None:
     """Training seconds at the first evaluation at or above the threshold; None: never reached."""
-    return next((p["seconds"] for p in curve if p["test_accuracy"] >= threshold - 1e-9), None)
+    return next((p["seconds"] for p in curve if p["test_accuracy"] >= threshold - ACCURACY_SLACK), None)
 
 
 def run_peer(name: str, script: str, job: str, extra: dict, env: dict) -> dict:
@@ -211,7 +216,7 @@ def comparisons(rows: dict[str, dict]) -> list[dict]:
         # published 5 epochs, seed-dependent): compare at the best the peer reached instead, so
         # the ratio stays defined; `level` says which accuracy the seconds are for.
         peer_best = max(p["test_accuracy"] for p in b["curve"])
-        level = threshold if peer_best >= threshold - 1e-9 else peer_best
+        level = threshold if peer_best >= threshold - ACCURACY_SLACK else peer_best
         ta, tb = time_to(a["curve"], level), time_to(b["curve"], level)
         ratio = round(tb / ta, 2) if ta and tb else None
         out.append({"ours": ours, "peer": peer, "threshold": threshold, "level": level,
@@ -219,7 +224,7 @@ def comparisons(rows: dict[str, dict]) -> list[dict]:
                     "peer_over_ours": ratio, "target_ours_over_peer": target,
                     "met": (ta is not None and tb is not None and ta <= target * tb) if target else None,
                     "ours_final": a["test_accuracy"], "peer_final": b["test_accuracy"],
-                    "final_met": a["test_accuracy"] >= FINAL_TARGET.get(ours, 0),
+                    "final_met": a["test_accuracy"] >= FINAL_TARGET.get(ours, 0) - ACCURACY_SLACK,
                     "ours_peak_rss_mb": a["peak_rss_mb"], "peer_peak_rss_mb": b["peak_rss_mb"]})
     return out
 
