@@ -3,11 +3,13 @@
 import os
 import time
 
-# OpenMP threads that spin while they wait: on a busy worker (other jobs, other tenants) each
-# barrier waits for a descheduled thread while its partner burns the core. Measured on this
-# 2-core machine under load: 2 rounds of xgboost on 300 rows 6-15 s spinning, 0.1-0.2 s passive.
-# Must be set before the library (and its OpenMP runtime) loads.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# How long an OpenMP thread spins at a barrier before it sleeps (libgomp's default: 300,000 turns).
+# Spinning long, on a busy worker each barrier waits for a descheduled partner while the spinner
+# burns the core (2 rounds of xgboost on 300 rows: 6-15 s); never spinning (OMP_WAIT_POLICY=PASSIVE,
+# used before) puts every thread to sleep at each of a round's many barriers: LightGBM on full MNIST
+# 0.47 s a round on a quiet 2-core machine against 0.16 s at 1,000 turns, which under a load of
+# 8 on 2 cores was as fast as passive (0.9 s a round). Set before the library's OpenMP runtime loads.
+os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 # Arrow's allocator (mimalloc) keeps freed pages for reuse; on a 5 M-row table that held
 # ~1 GB after ingest. Return them at once (measured: RSS after ingest 2.0 GB -> 1.0 GB).
 os.environ.setdefault("MIMALLOC_PURGE_DELAY", "0")
