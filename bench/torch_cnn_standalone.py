@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("GOMP_SPINCOUNT", "1000")  # as projects/torch_mnist/train.py
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
