@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("GOMP_SPINCOUNT", "1000")  # as projects/torch_mnist/train.py
+os.environ.setdefault("GOMP_SPINCOUNT", "1000")  # as src/mlrecipes/__init__.py sets it for the projects
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

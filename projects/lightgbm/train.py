@@ -1,27 +1,20 @@
 """LightGBM on the shared recipe: only the model code lives here."""
 
-import os
+# First: mlrecipes sets what mlflow's pyarrow and LightGBM read when they load (Arrow's allocator,
+# OpenMP's waits at barriers).
+import mlrecipes  # noqa: F401
+
+# isort: split
 import time
 
-# How long an OpenMP thread spins at a barrier before it sleeps (libgomp's default: 300,000 turns).
-# Spinning long, on a busy worker each barrier waits for a descheduled partner while the spinner
-# burns the core (2 rounds of xgboost on 300 rows: 6-15 s); never spinning (OMP_WAIT_POLICY=PASSIVE,
-# used before) puts every thread to sleep at each of a round's many barriers: LightGBM on full MNIST
-# 0.47 s a round on a quiet 2-core machine against 0.16 s at 1,000 turns, which under a load of
-# 8 on 2 cores was as fast as passive (0.9 s a round). Set before the library's OpenMP runtime loads.
-os.environ.setdefault("GOMP_SPINCOUNT", "1000")
-# Arrow's allocator (mimalloc) keeps freed pages for reuse; on a 5 M-row table that held
-# ~1 GB after ingest. Return them at once (measured: RSS after ingest 2.0 GB -> 1.0 GB).
-os.environ.setdefault("MIMALLOC_PURGE_DELAY", "0")
+import lightgbm as lgb
+import mlflow
+from mlflow.entities import Metric
+from omegaconf import OmegaConf
 
-import lightgbm as lgb  # noqa: E402
-import mlflow  # noqa: E402
-from mlflow.entities import Metric  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
-
-from mlrecipes import recipe, sweep  # noqa: E402
-from mlrecipes.data import tabular  # noqa: E402
-from mlrecipes.errors import UserError, require  # noqa: E402
+from mlrecipes import recipe, sweep
+from mlrecipes.data import tabular
+from mlrecipes.errors import UserError, require
 
 # Objective and evaluation metrics by kind of target; early stopping watches the first metric.
 OBJECTIVES = {

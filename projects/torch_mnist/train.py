@@ -1,16 +1,14 @@
 """PyTorch MLP and CNN on the shared recipe: only the model and its training loop live here."""
 
+# First: mlrecipes sets what mlflow's pyarrow and torch read when they load (Arrow's allocator,
+# OpenMP's waits at barriers).
+import mlrecipes  # noqa: F401
+
+# isort: split
 import math
 import os
 import sys
 import time
-
-# OpenMP threads spin this many turns at a barrier, then sleep. libgomp's default (300,000) burns
-# whole cores on a shared machine (an Airflow worker running several jobs: 4x the CPU time per step);
-# never spinning (OMP_WAIT_POLICY=PASSIVE, used before) slowed a quiet one: 2 CNN epochs on full MNIST
-# 15.5-20.3 s passive, 12.5-15.0 s at 1,000 turns, and under a load of 8 both 44-45 s an epoch.
-# Must be set before torch loads (as in the GBDT projects).
-os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 
 import mlflow
 import models
