@@ -12,6 +12,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import keras  # noqa: E402
 import mlflow  # noqa: E402
+import numpy as np  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from mlrecipes import recipe, sweep  # noqa: E402
@@ -48,6 +49,17 @@ def build(arch, num_inputs: int, num_classes: int) -> keras.Model:
         raise UserError(f"arch '{arch.name}' does not fit its input: {keras_message(exc)}") from None
 
 
+def as_tensor(a: np.ndarray):
+    """A tensor over the array's own memory (DLPack) where TensorFlow's 64-byte alignment holds
+    (flat_float's arrays); a copy otherwise. The copy of MNIST's 188 MB of training pixels took
+    ~1 s of the first epoch on the 2-core machines (fresh memory) and 188 MB more at the peak."""
+    import tensorflow as tf
+
+    if a.flags.c_contiguous and a.flags.writeable and a.ctypes.data % 64 == 0:
+        return tf.experimental.dlpack.from_dlpack(a.__dlpack__())
+    return tf.constant(a)
+
+
 def batches(X, y=None, *, batch_size: int, seed: int | None = None):
     """Batches of in-memory arrays as a tf.data pipeline with tf.data's autotuning off; reshuffled
     every epoch when a seed is given.
@@ -61,7 +73,8 @@ def batches(X, y=None, *, batch_size: int, seed: int | None = None):
     """
     import tensorflow as tf
 
-    data = tf.data.Dataset.from_tensors((X,) if y is None else (X, y)).repeat()
+    arrays = (X,) if y is None else (X, y)
+    data = tf.data.Dataset.from_tensors(tuple(as_tensor(a) for a in arrays)).repeat()
     index = tf.data.Dataset.range(len(X))
     if seed is not None:
         index = index.shuffle(len(X), seed=seed, reshuffle_each_iteration=True)
