@@ -78,6 +78,20 @@ def test_split_is_deterministic_and_stratified():
     assert set(np.unique(first.y_val)) == set(range(10))
 
 
+def test_flat_float_scales_pixels_into_a_64_byte_aligned_array():
+    # tf_mnist hands this array to TensorFlow without a copy, which needs the 64-byte boundary.
+    rng = np.random.default_rng(0)
+    for n in (1, 7, 600):
+        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        flat = data.flat_float(images)
+        assert flat.shape == (n, 784) and flat.dtype == np.float32
+        assert flat.ctypes.data % 64 == 0 and flat.flags.c_contiguous and flat.flags.writeable
+        np.testing.assert_array_equal(flat, images.reshape(n, -1).astype(np.float32) / np.float32(255))
+    table = rng.normal(size=(5, 3))
+    assert data.flat_float(table).dtype == np.float32
+    np.testing.assert_allclose(data.flat_float(table), table, rtol=1e-6)
+
+
 def test_truncated_idx_is_one_line_error(tmp_path):
     raw = gzip.decompress((FIXTURE / "train-images-idx3-ubyte.gz").read_bytes())
     (tmp_path / "train-images-idx3-ubyte").write_bytes(raw[:-100])
