@@ -9,7 +9,7 @@ import mlflow
 import xgboost as xgb
 from omegaconf import OmegaConf
 
-from mlrecipes import recipe, sweep
+from mlrecipes import lifecycle, recipe, sweep
 from mlrecipes.data import tabular
 from mlrecipes.errors import UserError, require
 
@@ -49,7 +49,7 @@ def fit(cfg, ds) -> recipe.Trained:
     # the table; string columns train as categoricals (enable_categorical), missing values stay NaN.
     # It reads the data through a ctypes callback: a signal there waits until it returns.
     try:
-        with recipe.signals_deferred():
+        with lifecycle.signals_deferred():
             dtrain = xgb.QuantileDMatrix(X_train, label=ds.y_train, enable_categorical=True,
                                          max_bin=int(params.get("max_bin", 256)))
             dval = xgb.QuantileDMatrix(X_val, label=ds.y_val, enable_categorical=True,

@@ -52,6 +52,7 @@ class Signals:
         self._pending = False
 
     def install(self) -> Signals:
+        self.received, self._held, self._deferred, self._pending = False, 0, 0, False
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
         return self

@@ -6,30 +6,18 @@ including how a run ends on errors and signals, lives here once.
 
 from __future__ import annotations
 
-import gc
 import os
 import resource
-import signal
 import sys
 import time
-import traceback
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from mlrecipes.errors import (
-    EXIT_TERMINATED,
-    EXIT_USER_ERROR,
-    UserError,
-    exit_now,
-    one_line,
-    readable_output,
-    require,
-    tracking_failure,
-)
+from mlrecipes import lifecycle
+from mlrecipes.errors import UserError, exit_now, readable_output, require, tracking_failure
 
 SYSTEM_METRICS_INTERVAL_S = 5
 # Per-feature importance charts only for tables up to this wide: MNIST's 784-bar chart says
@@ -45,40 +33,6 @@ class Trained:
     log_model: Callable[..., object]  # flavor log_model(name=, signature=, input_example=, pip_requirements=)
     requirements: tuple[str, ...]  # distributions the model needs to load, besides mlflow: pinned as installed
     prepare: Callable[[np.ndarray], np.ndarray] = lambda X: X  # dataset X -> model input
-
-
-class Terminated(BaseException):
-    """Raised from the SIGTERM/SIGINT handler so the run can be closed as KILLED."""
-
-
-_deferred = {"depth": 0, "pending": False}
-
-
-def _on_signal(signum, frame):
-    # One is enough: Airflow's kill reaches us both directly and through the launcher, and a
-    # second signal must not interrupt the closing of the run.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, signal.SIG_IGN)
-    if _deferred["depth"]:
-        _deferred["pending"] = True  # raised when the native call returns (signals_deferred)
-        return
-    raise Terminated()
-
-
-@contextmanager
-def signals_deferred():
-    """Around native code that calls back into Python (XGBoost's QuantileDMatrix iterates the
-    data through a ctypes callback): an exception raised there by the signal handler unwinds
-    through C++ and corrupts the heap (seen: "corrupted size vs. prev_size"). The signal is
-    noted and Terminated raised once the native call has returned."""
-    _deferred["depth"] += 1
-    try:
-        yield
-    finally:
-        _deferred["depth"] -= 1
-    if _deferred["pending"] and not _deferred["depth"]:
-        _deferred["pending"] = False
-        raise Terminated()
 
 
 def pinned_requirements(*distributions: str) -> list[str]:
@@ -186,17 +140,14 @@ def peak_rss_mb() -> float:
 def main(project_file: str, fit: Callable, argv: list[str] | None = None) -> None:
     """Entry point for `train.py`: run the recipe and exit with a meaningful status."""
     readable_output()
-    rc = run(Path(project_file).resolve().parent, fit, sys.argv[1:] if argv is None else argv)
-    if _tracking_lost:
+    rc, tracking_lost = run(Path(project_file).resolve().parent, fit, sys.argv[1:] if argv is None else argv)
+    if tracking_lost:
         # MLflow's exit handler would try to end the run: another whole retry budget of waiting
         # for a server that is gone. The run stays RUNNING until the reaper ends it.
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(rc)
     exit_now(rc)
-
-
-_tracking_lost = False
 
 
 @dataclass
@@ -209,19 +160,14 @@ class Outcome:
     registered: dict | None  # register_and_gate's answer; None when registration was skipped
 
 
-def install_signal_handlers() -> None:
-    """SIGTERM/SIGINT raise Terminated, so the active run(s) can be closed KILLED."""
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, _on_signal)
-
-
-def run(project_dir: Path, fit: Callable, argv: list[str]) -> int:
+def run(project_dir: Path, fit: Callable, argv: list[str]) -> tuple[int, bool]:
+    """One training run; returns (exit code, whether the tracking server was lost on the way)."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
     from mlrecipes import config
 
-    install_signal_handlers()
+    lifecycle.install()
     # Attaches to the run `mlflow run` created (MLFLOW_RUN_ID), or starts one when called directly.
     # System metrics (CPU, memory over time) show how close a run came to the worker's limits.
     mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
@@ -232,34 +178,14 @@ def run(project_dir: Path, fit: Callable, argv: list[str]) -> int:
         if failure is None:
             raise
         print(f"error: {failure[0]}", file=sys.stderr, flush=True)
-        return failure[1]
+        return failure[1], False
     run_id = active.info.run_id
-    outcome = ("FINISHED", 0, None)
-    try:
+
+    def body() -> None:
         steps(config.compose(project_dir, config.parse_argv(argv)), fit)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        outcome = ("FAILED", EXIT_USER_ERROR, str(exc))
-    except (Terminated, KeyboardInterrupt):
-        print(f"error: run {run_id} terminated", file=sys.stderr, flush=True)
-        outcome = ("KILLED", EXIT_TERMINATED, "terminated by a signal")
-    except Exception as exc:
-        failure = tracking_failure(exc, mlflow.get_tracking_uri())
-        if failure is None:
-            traceback.print_exc()
-            outcome = ("FAILED", 1, f"{type(exc).__name__}: {exc}")
-        else:
-            print(f"error: {failure[0]}", file=sys.stderr, flush=True)
-            if failure[1] != EXIT_USER_ERROR:  # unreachable: nothing can be recorded now
-                global _tracking_lost
-                _tracking_lost = True
-                return failure[1]
-            outcome = ("FAILED", failure[1], failure[0])
-    # Closed outside the handlers: a signal can interrupt a write to the store, and the frames of
-    # the exception's traceback then hold its connection, mid-transaction, with SQLite's lock
-    # (every later write waited 20 s and failed: the run lost its exit status). Those frames are
-    # freed here, their cycles by _end's gc.collect().
-    return _end(mlflow, run_id, *outcome)
+
+    outcome = lifecycle.guarded(body, what="run", run_id=run_id)
+    return lifecycle.close_run(run_id, outcome), outcome.tracking_lost
 
 
 def steps(cfg, fit: Callable, ds=None, register: bool = True) -> Outcome:
@@ -340,29 +266,3 @@ def steps(cfg, fit: Callable, ds=None, register: bool = True) -> Outcome:
         flush=True,
     )
     return Outcome(run_id, {**validation, **results}, info.model_uri, registered)
-
-
-def _end(mlflow, run_id: str, status: str, exit_code: int, error: str | None = None) -> int:
-    # Shield the bookkeeping from a second signal so the run never stays RUNNING.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, signal.SIG_IGN)
-    if status != "FINISHED":  # an interrupted write's connection (see run) rolls back and lets go of the store
-        gc.collect()  # (0.2-0.4 s with a framework loaded: not for a run that raised nothing)
-    if exit_code:
-        # Why it ended, in the UI; the launcher exits with exit_code (2: Airflow does not retry).
-        # By id, not the fluent API, which tags whatever run is active (and starts one if none is);
-        # a failure here must not keep the run from being closed.
-        from mlflow.entities import RunTag
-
-        try:
-            mlflow.MlflowClient().log_batch(run_id, tags=[
-                RunTag("mlrecipes.exit_code", str(exit_code)), RunTag("mlrecipes.error", one_line(error or "")[:1000])])
-        except Exception as exc:  # noqa: BLE001 - the launcher still reads the exit status
-            print(f"warning: could not tag run {run_id} with its exit status: {one_line(str(exc))}",
-                  file=sys.stderr, flush=True)
-    active = mlflow.active_run()
-    if active is not None and active.info.run_id == run_id:
-        mlflow.end_run(status)  # also stops the system-metrics thread
-    else:
-        mlflow.MlflowClient().set_terminated(run_id, status)
-    return exit_code
