@@ -65,20 +65,19 @@ def _dummy(task: str, y_train: np.ndarray, n_classes: int) -> Callable[[int], np
 
 
 def by_group(task: str, y_true: np.ndarray, pred: np.ndarray, n_classes: int, y_train: np.ndarray,
-             column: str, groups, unseen: np.ndarray | None = None) -> None:
+             column: str, positions: dict[str, np.ndarray], unseen: np.ndarray | None = None) -> None:
     """The test metrics and baselines per value of one column (data.report_by: a symbol, a venue):
-    a model that is good on average can be useless on one symbol. Logged as a table artifact; with
-    `unseen` (data.unseen_test_rows), each value's rows with a category the training rows lack."""
+    a model that is good on average can be useless on one symbol. Logged as a table artifact.
+    `positions`: each value's test row positions (data.positions_by_value); with `unseen`
+    (data.unseen_test_rows), each value's rows with a category the training rows lack."""
     import pandas as pd
-
-    from mlrecipes.data import positions_by_value
 
     dummy = _dummy(task, y_train, n_classes)  # fitted once: the same bar for every value
     rows = [{column: value, "rows": len(at),
              **({"unseen_rows": int(unseen[at].sum())} if unseen is not None else {}),
              **scores(task, y_true[at], pred[at], n_classes, "test"),
              **scores(task, y_true[at], dummy(len(at)), n_classes, "test_baseline")}
-            for value, at in positions_by_value(groups).items()]
+            for value, at in positions.items()]
     mlflow.log_table(pd.DataFrame(rows), f"evaluation/by_{column}.json")
 
 
@@ -87,19 +86,19 @@ def on_test_rows(model_uri: str, ds) -> dict[str, float]:
     that was tested on other rows. The rows go in as scoring hands them over (tables: the raw
     columns its signature names; images: float pixels in [0, 1]); its output is put in this run's
     class order, so the metrics are the same functions of the same rows as the candidate's.
-    (mlflow.evaluate would log another set of metrics, named its own way, into this run.)"""
-    from mlrecipes import data
-
+    (mlflow.evaluate would log another set of metrics, named its own way, into this run.)
+    The rows come from the Dataset itself (`ds.scoring_input()`): nothing here reads data."""
     model = mlflow.pyfunc.load_model(model_uri)
+    rows = ds.scoring_input()
     if ds.feature_names is None:
-        out = np.asarray(model.predict(data.flat_float(ds.X_test)), dtype=np.float64)
+        out = np.asarray(model.predict(rows), dtype=np.float64)
         return scores(ds.task, ds.y_test, out.reshape(len(ds.y_test), -1), ds.num_classes, "test")
     schema = model.metadata.get_input_schema()
     needed = schema.input_names() if schema is not None else list(ds.feature_names)
-    missing = [c for c in needed if c not in ds.X_test.columns]
+    missing = [c for c in needed if c not in rows.columns]
     if missing:
         raise ValueError(f"it needs column {', '.join(map(repr, missing))}, which this run does not read")
-    out = model.predict(data.test_rows(ds)[needed])
+    out = model.predict(rows[needed])
     if ds.task == "regression":
         return scores(ds.task, ds.y_test, out["prediction"].to_numpy(np.float64), 0, "test")
     columns = [f"proba_{c}" for c in ds.class_names]

@@ -58,7 +58,7 @@ def check_data(jobs: list[tuple[Job, dict[str, str]]]) -> list[Path]:
     checked: dict[Path, object] = {}
     for job, env in jobs:
         cfg = data_config(job)
-        if cfg.get("kind") not in ("idx", "mnist"):
+        if not data.is_image_set(cfg):
             continue  # tables and other sources are read (and checked) by the recipe itself
         if cfg.get("dir"):
             root = absolute_data_dir(cfg.dir, job.project_dir)  # relative to train.py's cwd

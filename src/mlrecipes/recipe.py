@@ -243,7 +243,7 @@ def steps(cfg, fit: Callable, ds=None, register: bool = True) -> Outcome:
         mlflow.log_metric("test_unseen_rows", int(unseen.sum()))
     if report_by:
         evaluate.by_group(task, ds.y_test, pred, ds.num_classes, ds.y_train, report_by,
-                          data.test_rows(ds)[report_by], unseen)
+                          data.positions_by_value(data.test_rows(ds)[report_by]), unseen)
     mlflow.flush_async_logging()  # autolog may still be writing per-iteration metrics
     evaluate.log_training_curves(run_id)
 

@@ -116,7 +116,7 @@ def test_full_size_file_with_wrong_bytes_fails_checksum(tmp_path):
     (mnist / "t10k-labels-idx1-ubyte.gz").unlink()
     (mnist / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(labels))
     with pytest.raises(UserError, match="checksum mismatch"):
-        data._mnist_split(mnist, "t10k", mnist_cfg(tmp_path))
+        data.read_idx_pair(mnist, ("test_images", "test_labels"), mnist_cfg(tmp_path))
 
 
 def test_offline_without_files_names_directory_and_files(tmp_path):

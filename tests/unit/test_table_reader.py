@@ -8,7 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 from omegaconf import OmegaConf
 
-from mlrecipes import data, splits, tables
+from mlrecipes import data
+from mlrecipes.data import splits, tables
 from mlrecipes.errors import UserError
 from mlrecipes.tracking import redacted
 

@@ -248,7 +248,7 @@ def interval_conditions(interval: str, column: str | None, schema: pa.Schema, lo
                           "(the time or date column it filters)")
     require(column in schema.names, f"{key}.interval_column: unknown column '{column}'; "
                                     f"columns: {', '.join(schema.names)}")
-    kind = _value_type(schema.field(column).type)
+    kind = value_type(schema.field(column).type)
     dates = not pa.types.is_timestamp(kind)
     if interval:
         start_text, sep, end_text = str(interval).partition("/")
@@ -289,7 +289,7 @@ def filter_expression(spec: list, schema: pa.Schema) -> tuple[pc.Expression | No
                 f"data.filters: unknown column '{column}'; columns: {', '.join(schema.names)}")
         require(op in OPS, f"data.filters: unknown operator '{op}'; valid: {', '.join(OPS)}")
         op = OPS[op]
-        kind = _value_type(schema.field(column).type)
+        kind = value_type(schema.field(column).type)
         field = pc.field(column)
         if op in ("in", "not in"):
             values = list(value) if isinstance(value, list | tuple) else [value]
@@ -305,7 +305,8 @@ def filter_expression(spec: list, schema: pa.Schema) -> tuple[pc.Expression | No
     return expression, " and ".join(texts)
 
 
-def _value_type(kind: pa.DataType) -> pa.DataType:
+def value_type(kind: pa.DataType) -> pa.DataType:
+    """A column's value type: a dictionary-encoded column compares as its values."""
     return kind.value_type if pa.types.is_dictionary(kind) else kind
 
 

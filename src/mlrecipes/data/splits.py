@@ -92,3 +92,25 @@ def time_ranges(times: np.ndarray, parts: dict[str, np.ndarray]) -> dict[str, st
             out[f"data.split.{name}.time_min"] = str(times[rows].min())
             out[f"data.split.{name}.time_max"] = str(times[rows].max())
     return out
+
+
+def split_table(cfg, arrow, y: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """(train, validation, test) row indices of an Arrow table by the data group's `split`, and the
+    split's params. `y`: class indices to stratify a random split by (None for regression)."""
+    method = str(cfg.get("split") or "random")
+    require(method in METHODS, f"unknown data.split '{method}'; valid: {', '.join(METHODS)}")
+    time_column = cfg.get("time_column")
+    times = arrow.column(time_column).to_numpy(zero_copy_only=False) if time_column else None
+    if method == "time":
+        require(bool(time_column), "data.split=time needs data.time_column (the column that orders the rows)")
+        train, val, test = time_split(times, cfg.test_fraction, cfg.val_fraction, time_column)
+    elif method == "column":
+        column = cfg.get("split_column")
+        require(bool(column), "data.split=column needs data.split_column (a column naming each row's split)")
+        train, val, test = column_split(arrow.column(column).to_numpy(zero_copy_only=False), column)
+    else:
+        train, val, test = random_split(arrow.num_rows, y, cfg.test_fraction, cfg.val_fraction, cfg.seed)
+    params = {"data.split.method": method}
+    if times is not None:  # also for random splits: shows how much they look ahead
+        params.update(time_ranges(times, {"train": train, "validation": val, "test": test}))
+    return train, val, test, params
