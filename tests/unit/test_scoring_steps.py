@@ -3,13 +3,8 @@
 import pyarrow as pa
 import pytest
 
+from mlrecipes import scoring
 from mlrecipes.data import tables
-from mlrecipes.scoring import stats as scoring_stats
-from mlrecipes.scoring.inputs import table_chunks
-from mlrecipes.scoring.model import Model, check_schema, resolve_model
-from mlrecipes.scoring.predict import score
-from mlrecipes.scoring.slices import slice_id, sql_predicate
-from mlrecipes.scoring.stats import UNSEEN_OTHER, Stats, unseen_summary
 from mlrecipes.errors import UserError
 
 SCHEMA = pa.schema([("ts", pa.timestamp("us")), ("date", pa.string()), ("symbol", pa.string()),
@@ -22,12 +17,12 @@ SCHEMA = pa.schema([("ts", pa.timestamp("us")), ("date", pa.string()), ("symbol"
     ("models:/other@staging", ("other", "@staging")),
 ])
 def test_model_references(spec, expected):
-    assert resolve_model(spec, "ticks-xgboost") == expected
+    assert scoring.resolve_model(spec, "ticks-xgboost") == expected
 
 
 def test_a_run_uri_is_refused():
     with pytest.raises(UserError, match="use @<alias>, a version number or models:/"):
-        resolve_model("runs:/abc/model", "x")
+        scoring.resolve_model("runs:/abc/model", "x")
 
 
 def test_interval_on_a_date_column_and_a_timestamp_column():
@@ -53,29 +48,29 @@ def test_bad_intervals(interval, column, message):
 
 def test_the_slice_as_a_delta_predicate():
     conditions = [["date", "ge", "2026-01-03"], ["symbol", "in", ["005930", "O'Neil"]], ["n", "lt", 5]]
-    assert sql_predicate(conditions, SCHEMA) == (
+    assert scoring.sql_predicate(conditions, SCHEMA) == (
         "\"date\" >= '2026-01-03' AND \"symbol\" IN ('005930', 'O''Neil') AND \"n\" < 5")
-    assert sql_predicate([], SCHEMA) is None
+    assert scoring.sql_predicate([], SCHEMA) is None
 
 
 def test_slice_ids_follow_the_filter():
-    assert slice_id("date >= '2026-01-03'") == slice_id("date >= '2026-01-03'")
-    assert slice_id("date >= '2026-01-03'") != slice_id("date >= '2026-01-04'")
+    assert scoring.slice_id("date >= '2026-01-03'") == scoring.slice_id("date >= '2026-01-03'")
+    assert scoring.slice_id("date >= '2026-01-03'") != scoring.slice_id("date >= '2026-01-04'")
 
 
 def _model(**types):
-    return Model("m", "1", "r", "models:/m/1", "classification", ["a", "b"], list(types), types)
+    return scoring.Model("m", "1", "r", "models:/m/1", "classification", ["a", "b"], list(types), types)
 
 
 def test_schema_check_widens_safely_and_names_what_is_wrong():
-    assert check_schema(_model(n="double", symbol="string"), SCHEMA, "t") == {
+    assert scoring.check_schema(_model(n="double", symbol="string"), SCHEMA, "t") == {
         "n": pa.float64(), "symbol": pa.string()}
     with pytest.raises(UserError, match="input column 'f9' is missing from t: model m version 1 needs it"):
-        check_schema(_model(f9="double"), SCHEMA, "t")
+        scoring.check_schema(_model(f9="double"), SCHEMA, "t")
     with pytest.raises(UserError, match="input column 'text' is string, the model needs double: not a safe cast"):
-        check_schema(_model(text="double"), SCHEMA, "t")
+        scoring.check_schema(_model(text="double"), SCHEMA, "t")
     with pytest.raises(UserError, match="input column 'f0' is double, the model needs string"):
-        check_schema(_model(f0="string"), SCHEMA, "t")
+        scoring.check_schema(_model(f0="string"), SCHEMA, "t")
 
 
 class _Source:
@@ -99,15 +94,15 @@ class _Pyfunc:
 
 
 def _scored(model, table, batch_size=2):
-    stats = Stats()
+    stats = scoring.Stats()
     meta = {"model_name": "m", "model_version": "1", "model_run_id": "r", "scoring_run_id": "s", "scored_at": None}
-    for chunk in table_chunks(_Source(table), model, ["symbol"], None, batch_size, group="symbol"):
-        score(model, chunk, meta, stats)
+    for chunk in scoring.table_chunks(_Source(table), model, ["symbol"], None, batch_size, group="symbol"):
+        scoring.score(model, chunk, meta, stats)
     return stats
 
 
 def test_categories_the_model_never_saw_are_counted_per_column_value_and_group():
-    model = Model("m", "1", "r", "models:/m/1", "classification", ["a", "b"], ["symbol", "venue", "f0"],
+    model = scoring.Model("m", "1", "r", "models:/m/1", "classification", ["a", "b"], ["symbol", "venue", "f0"],
                           {"symbol": "string", "venue": "string", "f0": "double"}, _Pyfunc(),
                           {"symbol": ["005930", "000660"], "venue": ["KRX"]})
     table = pa.table({"symbol": ["005930", "5930", "5930", "207940", "000660", None],
@@ -121,21 +116,21 @@ def test_categories_the_model_never_saw_are_counted_per_column_value_and_group()
     assert metrics["unseen.symbol.rows"] == 3 and metrics["unseen.venue.rows"] == 1
     assert {k: v.unseen_rows for k, v in stats.by.items()} == {"005930": 0, "5930": 2, "207940": 1, "000660": 0,
                                                                 "(missing)": 0}
-    assert unseen_summary(model, stats) == (
+    assert scoring.unseen_summary(model, stats) == (
         "3 of 6 rows (50.0%) carry a category model m version 1 never saw in training "
         "(symbol: '5930' x2, '207940' x1; venue: 'NXT' x1)")
 
 
 def test_no_unseen_metrics_without_string_features_and_the_distinct_values_are_capped(monkeypatch):
-    numeric = Model("m", "1", "r", "models:/m/1", "classification", ["a", "b"], ["f0"], {"f0": "double"},
+    numeric = scoring.Model("m", "1", "r", "models:/m/1", "classification", ["a", "b"], ["f0"], {"f0": "double"},
                             _Pyfunc())
     stats = _scored(numeric, pa.table({"symbol": ["x", "y"], "f0": [1.0, 2.0]}))
     assert stats.unseen_rows is None and "unseen_rows" not in stats.metrics("classification")
-    assert unseen_summary(numeric, stats) is None
+    assert scoring.unseen_summary(numeric, stats) is None
 
-    monkeypatch.setattr(scoring_stats, "UNSEEN_VALUES_KEPT", 2)
-    model = Model("m", "1", "r", "models:/m/1", "classification", ["a", "b"], ["symbol"],
+    monkeypatch.setattr(scoring, "UNSEEN_VALUES_KEPT", 2)
+    model = scoring.Model("m", "1", "r", "models:/m/1", "classification", ["a", "b"], ["symbol"],
                           {"symbol": "string"}, _Pyfunc(), {"symbol": ["005930"]})
     stats = _scored(model, pa.table({"symbol": ["n1", "n2", "n3", "n4", "n1", "005930"]}))
     assert stats.unseen_rows == 5
-    assert stats.unseen_values == {"symbol": {"n1": 2, "n2": 1, UNSEEN_OTHER: 2}}
+    assert stats.unseen_values == {"symbol": {"n1": 2, "n2": 1, scoring.UNSEEN_OTHER: 2}}
