@@ -12,9 +12,10 @@ import mlflow
 from mlflow.entities import Metric
 from omegaconf import OmegaConf
 
-from mlrecipes import recipe, sweep
+from mlrecipes import recipe
 from mlrecipes.data import tabular
 from mlrecipes.errors import UserError, require
+from mlrecipes.sweep import pruning
 
 # Objective and evaluation metrics by kind of target; early stopping watches the first metric.
 OBJECTIVES = {
@@ -106,7 +107,7 @@ def fit(cfg, ds) -> recipe.Trained:
                 lgb.early_stopping(int(m.early_stopping_rounds), first_metric_only=True, verbose=True),
                 lgb.log_evaluation(int(m.log_every)),
                 rounds,
-                *sweep.pruning_callbacks("lightgbm"),  # inside a sweep only: report rounds, prune
+                *pruning.callbacks("lightgbm"),  # inside a sweep only: report rounds, prune
                 *([test_curve(curve)] if curve.every else []),
             ],
         )

@@ -15,9 +15,10 @@ import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from mlrecipes import recipe, sweep  # noqa: E402
+from mlrecipes import recipe  # noqa: E402
 from mlrecipes.data import flat_float  # noqa: E402
 from mlrecipes.errors import UserError, require  # noqa: E402
+from mlrecipes.sweep import pruning  # noqa: E402
 
 
 def keras_message(exc: Exception) -> str:
@@ -195,7 +196,7 @@ def fit(cfg, ds) -> recipe.Trained:
         validation_data=batches(X_val, y_val, batch_size=int(t.predict_batch_size)),
         epochs=epochs,
         shuffle=False,  # the pipeline shuffles
-        callbacks=[EpochMetrics(), *sweep.pruning_callbacks("keras"),  # pruning: inside a sweep only
+        callbacks=[EpochMetrics(), *pruning.callbacks("keras"),  # pruning: inside a sweep only
                    *([TestCurve(curve, int(t.predict_batch_size))] if curve.every else [])],
         verbose=1 if sys.stdout.isatty() else 2,  # progress bar on a terminal, a line per epoch in logs
     )

@@ -17,9 +17,10 @@ import torch
 import torch._dynamo  # noqa: F401  torch.optim imports it on first use (~1 s): an import, not training time
 import torch.nn.functional as F
 
-from mlrecipes import recipe, sweep
+from mlrecipes import recipe
 from mlrecipes.data import flat_float
 from mlrecipes.errors import require
+from mlrecipes.sweep import pruning
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -143,7 +144,7 @@ def fit(cfg, ds) -> recipe.Trained:
     print(f"{tag} {sum(p.numel() for p in net.parameters()):,} parameters on {device}, "
           f"{epochs} epochs x {steps} steps of {batch}, {'bfloat16 autocast' if dtype else 'float32'}", flush=True)
 
-    prune = sweep.pruning_callbacks("pytorch")  # inside a sweep only: report epochs, prune
+    prune = pruning.callbacks("pytorch")  # inside a sweep only: report epochs, prune
     started = time.perf_counter()
     for epoch in range(1, epochs + 1):
         net.train()

@@ -9,9 +9,10 @@ import mlflow
 import xgboost as xgb
 from omegaconf import OmegaConf
 
-from mlrecipes import lifecycle, recipe, sweep
+from mlrecipes import lifecycle, recipe
 from mlrecipes.data import tabular
 from mlrecipes.errors import UserError, require
+from mlrecipes.sweep import pruning
 
 # Objective and evaluation metrics by kind of target; early stopping watches the last metric.
 OBJECTIVES = {
@@ -69,7 +70,7 @@ def fit(cfg, ds) -> recipe.Trained:
             evals=[(dtrain, "train"), (dval, "validation")],
             early_stopping_rounds=int(m.early_stopping_rounds),
             verbose_eval=int(m.verbose_eval),
-            callbacks=[*sweep.pruning_callbacks("xgboost"),  # inside a sweep only: report rounds, prune
+            callbacks=[*pruning.callbacks("xgboost"),  # inside a sweep only: report rounds, prune
                        *([TestCurve(curve)] if curve.every else [])],
         )
     except xgb.core.XGBoostError as exc:  # bad params surface here, e.g. max_depth=-1
