@@ -1,0 +1,122 @@
+"""What a scoring run reads: the slice of a table (the data group's filters plus the interval) or
+an IDX set's images, as a stream of chunks in the model's input form."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mlrecipes.data import flat_float, idx_directory, read_idx_pair, tables
+from mlrecipes.errors import require
+from mlrecipes.scoring.model import Model, check_schema
+from mlrecipes.scoring.predict import clashes_with_output
+from mlrecipes.scoring.settings import Settings
+
+
+@dataclass
+class Chunk:
+    """One batch: the columns passed through, the model's input, and the target if the input has it."""
+
+    passthrough: pa.RecordBatch
+    model_input: object
+    target: np.ndarray | None
+    groups: list | None = None  # data.report_by's values
+    unseen: dict[str, np.ndarray] = field(default_factory=dict)  # string feature -> rows whose category is new
+
+
+@dataclass
+class Input:
+    """The opened input: its chunks (read lazily) and what the run records about it."""
+
+    chunks: Iterator[Chunk]
+    describe: str  # for messages: "parquet /lake/ticks", "IDX mnist test images"
+    kind: str  # idx | parquet | delta | csv
+    filter_text: str  # the slice, as text; names a Parquet output's files (slices.slice_id)
+    partition_by: list[str]  # the input's partition columns: the output is partitioned alike
+    conditions: list[list]  # the slice as [column, op, value]: a Delta output's predicate
+    schema: pa.Schema | None
+    params: dict[str, str] = field(default_factory=dict)  # logged as the run's data.source.* params
+
+
+def open_input(cfg, model: Model, settings: Settings) -> Input:
+    s = cfg.scoring
+    if settings.images:
+        require(model.features is None, f"model {model.name} was trained on a table; data={cfg.data.kind} is images")
+        return Input(image_chunks(cfg.data, str(s.images), settings.batch_size),
+                     f"IDX {cfg.data.name} {s.images} images", "idx", f"{cfg.data.name} {s.images} images",
+                     [], [], None)
+    require(model.features is not None, f"model {model.name} was trained on images; data={cfg.data.kind} is a table")
+    source = tables.open_table(cfg.data)
+    schema = source.schema
+    conditions = [*tables.conditions(cfg.data, schema),  # the data group's filters and window, then the slice
+                  *tables.interval_conditions(str(s.interval or ""), s.get("interval_column"), schema, key="scoring")]
+    source.filter, source.filter_text = tables.filter_expression(conditions, schema)
+    describe, filter_text = source.describe(), source.filter_text
+    keys = [str(k) for k in (s["keys"] or [])]
+    unknown = [k for k in keys if k not in schema.names]
+    require(not unknown, f"scoring.keys: unknown column(s) {', '.join(unknown)}; columns: {', '.join(schema.names)}")
+    partition_by = list(source.partition_columns)
+    passthrough = list(dict.fromkeys([*keys, *partition_by, *(c[0] for c in conditions)]))
+    clash = clashes_with_output(passthrough)
+    require(not clash, f"scoring.keys: {', '.join(clash)} would clash with an output column")
+    target = None if _is_missing(cfg.data, "target") else cfg.data.get("target")
+    target = str(target) if target and str(target) in schema.names else None
+    group = cfg.data.get("report_by")
+    require(not group or group in schema.names,
+            f"data.report_by: no column {group!r} in {describe}; set data.report_by=null or one of "
+            f"{', '.join(schema.names)}")
+    params = {"data.source.uri": source.uri, "data.source.kind": source.kind,
+              **({"data.source.version": source.version} if source.version is not None else {}),
+              **({"data.source.filter": filter_text} if filter_text else {})}
+    return Input(table_chunks(source, model, passthrough, target, settings.batch_size, group), describe,
+                 source.kind, filter_text, partition_by, conditions, schema, params)
+
+
+def table_chunks(source: tables.TableSource, model: Model, passthrough: list[str], target: str | None,
+                 batch_size: int, group: str | None = None):
+    types = check_schema(model, source.schema, source.describe())
+    read = list(dict.fromkeys([*passthrough, *model.features, *(c for c in (target, group) if c)]))
+    import pandas as pd
+
+    known = {name: pa.array(values, pa.string()) for name, values in model.categories.items() if name in types}
+
+    for batch in source.batches(read, batch_size):
+        if batch.num_rows == 0:
+            continue
+        features, unseen = {}, {}
+        for name, kind in types.items():
+            column = batch.column(name)
+            if pa.types.is_dictionary(column.type):
+                column = column.cast(column.type.value_type)
+            column = column.cast(kind)
+            if name in known:  # the model's own rule (table_model): another value is scored as missing
+                unseen[name] = pc.and_(pc.is_valid(column), pc.invert(pc.is_in(column, value_set=known[name]))
+                                       ).to_numpy(zero_copy_only=False)
+            # Strings as objects (None when missing), numbers as numpy: what the signature was inferred from.
+            features[name] = (np.asarray(column.to_pylist(), dtype=object) if kind == pa.string()
+                              else column.to_numpy(zero_copy_only=False))
+        y = batch.column(target).to_numpy(zero_copy_only=False) if target else None
+        yield Chunk(batch.select(passthrough), pd.DataFrame(features), y,
+                    batch.column(group).to_pylist() if group else None, unseen)
+
+
+def image_chunks(data_cfg, split: str, batch_size: int):
+    """An IDX set's images as (n, pixels) float32 in [0, 1], with their index and label passed through."""
+    require(split in ("test", "train"), f"scoring.images must be test or train, got {split!r}")
+    roles = ("test_images", "test_labels") if split == "test" else ("train_images", "train_labels")
+    images, labels = read_idx_pair(idx_directory(data_cfg), roles, data_cfg)
+    for start in range(0, len(labels), batch_size):
+        stop = min(start + batch_size, len(labels))
+        passthrough = pa.record_batch({"index": pa.array(np.arange(start, stop, dtype=np.int64)),
+                                       "label": pa.array(labels[start:stop])})
+        yield Chunk(passthrough, flat_float(images[start:stop]), labels[start:stop])
+
+
+def _is_missing(node, key: str) -> bool:
+    from omegaconf import OmegaConf
+
+    return key in node and OmegaConf.is_missing(node, key)

@@ -1,0 +1,49 @@
+"""What the scoring config asks for, checked before a run exists: a value a user got wrong is
+one `error:` line and exit 2, with no MLflow run created for it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mlrecipes.data import is_image_set, tables
+from mlrecipes.errors import require
+from mlrecipes.scoring.model import resolve_model
+
+MODES = ("overwrite-slice", "append", "overwrite")
+FORMATS = ("auto", "parquet", "delta")
+
+
+@dataclass(frozen=True)
+class Settings:
+    mode: str  # one of MODES
+    format: str  # one of FORMATS
+    batch_size: int
+    max_unseen: float | None  # scoring.max_unseen_fraction
+    output_uri: str
+    images: bool  # the data group is an IDX image set (else a table)
+
+
+def settings(cfg) -> Settings:
+    """cfg.scoring (and the data group's `predictions`) checked; nothing is read or connected to."""
+    s = cfg.scoring
+    mode = str(s.mode)
+    require(mode in MODES, f"unknown scoring.mode '{mode}'; valid: {', '.join(MODES)}")
+    batch_size = int(s.batch_size)
+    require(batch_size > 0, f"scoring.batch_size must be > 0, got {batch_size}")
+    max_unseen = s.get("max_unseen_fraction")
+    require(max_unseen is None or (isinstance(max_unseen, int | float) and not isinstance(max_unseen, bool)
+                                   and 0 <= max_unseen <= 1),
+            f"scoring.max_unseen_fraction must be null or a number in [0, 1], got {max_unseen!r}")
+    # -P output, else where the data group says its predictions go (conf/data/ticks.yaml: `predictions`).
+    output = str(s.output or "").strip() or str(cfg.data.get("predictions") or "").strip()
+    require(output not in ("", "???"),
+            "scoring.output is required (-P output=...): a directory, an s3:// prefix or a Delta table")
+    output_uri = tables.resolve_uri(output)
+    fmt = str(s.format)
+    require(fmt in FORMATS, f"unknown scoring.format '{fmt}'; valid: {', '.join(FORMATS)}")
+    resolve_model(str(s.model), str(cfg.registry.model_name))  # the reference's form; load_model finds it
+    images = is_image_set(cfg.data)
+    if images:
+        require(str(s.images) in ("test", "train"), f"scoring.images must be test or train, got {str(s.images)!r}")
+        require(not s.interval, "scoring.interval is for tables; an IDX image set has no time column")
+    return Settings(mode, fmt, batch_size, max_unseen, output_uri, images)
