@@ -48,7 +48,7 @@ STEPS = [
     ("open the run (start_run + system metrics)", "mlflow/tracking/fluent.py", "start_run"),
     ("compose the config (Hydra)", "mlrecipes/config.py", "compose"),
     ("config + tags to MLflow", "mlrecipes/tracking.py", "log_config"),
-    ("ingest + split", "mlrecipes/data.py", "load"),
+    ("ingest + split", "mlrecipes/data/__init__.py", "load"),
     ("dataset inputs (digest)", "mlrecipes/tracking.py", "log_dataset"),
     ("fit (the project's code)", "train.py", "fit"),
     ("evaluate: metrics + artifacts", "mlrecipes/evaluate.py", "evaluate"),
