@@ -1,4 +1,7 @@
-"""The Airflow task's context, as MLflow run tags (stdlib only: train.py and the launcher both tag)."""
+"""The Airflow task's context, as MLflow run tags (stdlib only: train.py and the launcher both tag).
+
+Read from the environment here only: whoever needs it (the registry's gate) is handed the tags.
+"""
 
 from __future__ import annotations
 
@@ -16,3 +19,9 @@ AIRFLOW_CONTEXT = {
 
 def airflow_tags() -> dict[str, str]:
     return {tag: os.environ[var] for var, tag in AIRFLOW_CONTEXT.items() if os.environ.get(var)}
+
+
+def airflow_origin(tags: dict[str, str]) -> str | None:
+    """`Airflow <dag id> <dag run id>` from such tags (airflow_tags()'s), or None outside Airflow."""
+    run = tags.get("airflow.dag_run_id")
+    return f"Airflow {tags.get('airflow.dag_id')} {run}" if run else None

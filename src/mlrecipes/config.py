@@ -13,11 +13,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mlrecipes.errors import UserError
-
-# src/mlrecipes/config.py -> repository root: read from the checkout at run time, so a
-# project always runs the shared code and config of the checkout it was started from.
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED_CONF = REPO_ROOT / "conf"
+from mlrecipes.paths import REPO_ROOT, SHARED_CONF  # noqa: F401 - REPO_ROOT: tracking's git state
 
 
 def parse_argv(argv: list[str]) -> list[str]:

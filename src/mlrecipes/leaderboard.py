@@ -1,6 +1,8 @@
 """Leaderboard: per registered model, its champion, the previous one and its latest version.
 
     python -m mlrecipes.leaderboard [--tracking-uri URI]
+
+The store: store.tracking_uri; one that does not exist is an error, not a new empty store.
 """
 
 from __future__ import annotations
@@ -8,7 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mlrecipes.errors import exit_now
+from mlrecipes.errors import EXIT_USER_ERROR, UserError, exit_now
+from mlrecipes.store import require_store, tracking_uri
 
 COLUMNS = ("model", "row", "framework", "variant", "metric", "value", "baseline", "train_s", "peak_mb",
            "version", "alias", "run_id", "from")
@@ -95,26 +98,36 @@ def render(table: list[dict], moves: list[str] | None = None) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
-    args = parser.parse_args(argv)
+def show(uri: str) -> int:
+    """Print the leaderboard of the store `uri` (an existing one: store.require_store); the exit status."""
     import mlflow
 
-    client = mlflow.MlflowClient(args.tracking_uri)
+    client = mlflow.MlflowClient(uri)
     try:
         table, moves = rows(client)
     except mlflow.exceptions.MlflowException as exc:
         from mlrecipes.errors import one_line, store_see
 
-        print(f"error: cannot read the tracking store {client.tracking_uri}: {one_line(exc.message)}"
+        print(f"error: cannot read the tracking store {uri}: {one_line(exc.message)}"
               + store_see(exc.message), file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
     if not table:
-        print(f"no registered models in {client.tracking_uri} yet: run `make run` first")
+        print(f"no registered models in {uri} yet: run `make run` first")
         return 0
     print(render(table, moves))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///<repo>/mlflow.db")
+    args = parser.parse_args(argv)
+    try:
+        uri = require_store(tracking_uri(args.tracking_uri))  # read-only: never create an empty store
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return show(uri)
 
 
 if __name__ == "__main__":

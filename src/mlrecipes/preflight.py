@@ -13,19 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from mlrecipes.errors import UserError
+from mlrecipes.paths import DEFAULT_DATA_DIR
 from mlrecipes.schedule import Job, project_params
-
-_SQLITE = "sqlite:///"
-
-
-def absolute_tracking_uri(uri: str, base: Path) -> str:
-    """`sqlite:///rel.db` -> `sqlite:////<base>/rel.db`; every other URI is returned as is."""
-    if not uri.startswith(_SQLITE):
-        return uri
-    path, sep, query = uri[len(_SQLITE):].partition("?")
-    if not path or path == ":memory:" or path.startswith("/"):
-        return uri
-    return f"{_SQLITE}{(base / path).resolve()}{sep}{query}"
+from mlrecipes.store import absolute_tracking_uri  # noqa: F401 - the store's rule; tests/airflow still import it here
 
 
 def absolute_data_dir(value: str, base: Path) -> str:
@@ -63,7 +53,7 @@ def check_data(jobs: list[tuple[Job, dict[str, str]]]) -> list[Path]:
         if cfg.get("dir"):
             root = absolute_data_dir(cfg.dir, job.project_dir)  # relative to train.py's cwd
         else:
-            root = env.get("MLRECIPES_DATA_DIR") or "~/.cache/mlrecipes"  # as data.cache_root does
+            root = env.get("MLRECIPES_DATA_DIR") or DEFAULT_DATA_DIR  # as data.cache_root does
         checked.setdefault(data.cache_root(root) / str(cfg.get("name", "mnist")), cfg)
     for directory, cfg in checked.items():
         for stem, sha256, _ in data.idx_files(cfg).values():

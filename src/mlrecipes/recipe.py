@@ -257,7 +257,8 @@ def steps(cfg, fit: Callable, ds=None, register: bool = True) -> Outcome:
     if register:
         registered = registry.register_and_gate(info.model_uri, cfg.registry.model_name, run_id, {**results, **bar},
                                                 cfg.gate,
-                                                rescore=lambda uri: evaluate.on_test_rows(uri, ds))
+                                                rescore=lambda uri: evaluate.on_test_rows(uri, ds),
+                                                context=tracking.airflow_tags())  # the run's Airflow task
     headline = ", ".join(f"{k} {v:.4f} (baseline {bar[registry.baseline_metric(k)]:.4f})"
                          for k, v in results.items() if k in ("test_accuracy", "test_rmse"))
     print(

@@ -125,6 +125,20 @@ def test_promote_false_registers_but_never_moves_the_alias(tracking_uri):
     assert champion("dry") == "1" and not result["promoted"]
 
 
+def test_the_gate_records_the_airflow_task_its_caller_hands_it(tracking_uri, monkeypatch):
+    """The audit record names the DAG run from the `context` tags; Airflow's environment is not read."""
+    monkeypatch.setenv("AIRFLOW_CTX_DAG_ID", "from_env")
+    monkeypatch.setenv("AIRFLOW_CTX_DAG_RUN_ID", "env_run")
+    uri, run_id = candidate({"test_accuracy": 0.95})
+    registry.register_and_gate(uri, "ctx", run_id, {"test_accuracy": 0.95}, GATE)
+    uri, run_id = candidate({"test_accuracy": 0.96})
+    registry.register_and_gate(uri, "ctx", run_id, {"test_accuracy": 0.96}, GATE,
+                               context={"airflow.dag_id": "train_xgb", "airflow.dag_run_id": "manual__1"})
+    second, first = (m["command"] for m in registry.history(mlflow.MlflowClient(), "ctx"))
+    assert second == f"gate of run {run_id} (Airflow train_xgb manual__1)"
+    assert first.startswith("gate of run ") and "Airflow" not in first
+
+
 # ------------------------------------------------------------------ the CLI
 
 
