@@ -55,7 +55,7 @@ STEPS = [
     ("training-curves plot", "mlrecipes/evaluate.py", "log_training_curves"),
     ("log the model (flavor save, requirements, serving check)", "mlflow/models/model.py", "log"),
     ("registry + gate", "mlrecipes/registry.py", "register_and_gate"),
-    ("close the run", "mlrecipes/recipe.py", "_end"),
+    ("close the run", "mlrecipes/lifecycle.py", "close_run"),
 ]
 
 
