@@ -46,8 +46,9 @@ from mlrecipes.errors import (
     see,
     tracking_failure,
 )
-from mlrecipes.preflight import absolute_data_dir, absolute_tracking_uri, check_data
-from mlrecipes.schedule import REPO_ROOT, Job, Schedule, check_params, load_schedule, memory_limit
+from mlrecipes.paths import REPO_ROOT
+from mlrecipes.preflight import absolute_data_dir, check_data
+from mlrecipes.schedule import Job, Schedule, check_params, load_schedule, memory_limit
 from mlrecipes.store import store_init_lock
 from mlrecipes.supervise import (
     Children,
@@ -74,7 +75,7 @@ def child_env(job: Job) -> dict[str, str]:
     env = {**os.environ, **{k: str(v) for k, v in job.env.items()}}
     # Relative paths mean the caller's directory: `mlflow run` starts train.py in the project's.
     cwd = Path.cwd()
-    env["MLFLOW_TRACKING_URI"] = absolute_tracking_uri(job.resolved_tracking_uri(), cwd)
+    env["MLFLOW_TRACKING_URI"] = job.resolved_tracking_uri()  # store.tracking_uri: absolute, from cwd
     if env.get("MLRECIPES_DATA_DIR"):
         env["MLRECIPES_DATA_DIR"] = absolute_data_dir(env["MLRECIPES_DATA_DIR"], cwd)
     if job.env_root:

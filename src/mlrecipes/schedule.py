@@ -16,9 +16,10 @@ from pathlib import Path
 import yaml
 
 from mlrecipes.errors import UserError
+from mlrecipes.paths import REPO_ROOT, SHARED_CONF
+from mlrecipes.store import tracking_uri
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCHEDULE_FILE = REPO_ROOT / "conf" / "schedule.yaml"
+SCHEDULE_FILE = SHARED_CONF / "schedule.yaml"
 
 # Hydra override tokens separated by spaces: `key=value`, `+key=value`, `++key=value`, `~key`,
 # `~key=value`. No quotes, `$`, `;`, `|`, `&`, backticks, parentheses, globs or redirections:
@@ -67,7 +68,7 @@ class Job:
         return (self.project_dir / "MLproject").is_file()
 
     def resolved_tracking_uri(self) -> str:
-        return self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{REPO_ROOT / 'mlflow.db'}"
+        return tracking_uri(self.tracking_uri)  # the store rule of every command
 
     def run_url(self, experiment_id: str, run_id: str) -> str:
         return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
