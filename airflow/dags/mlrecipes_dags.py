@@ -5,12 +5,19 @@ runs `python -m mlrecipes.jobs run <job> -P name=value ...` as an argv list: the
 form's values never pass through a shell. The launcher owns the MLflow run (tags from the
 Airflow context, environment lock, SIGTERM -> run KILLED); this file only wires it to Airflow.
 
+One bad job fails alone: a DAG is built only for a job that `schedule.job_problems` passes, and
+each on its own, so no job can make this file raise. Airflow 3 keeps one import error per file
+and marks every DAG of a file that has one stale (hidden, not scheduled), so an error here would
+take down every job: the bad jobs are named, with their problems, by the import error of
+mlrecipes_schedule_check.py, a file without DAGs.
+
 Parse cost: Airflow's SDK, stdlib and `mlrecipes.schedule` (the schedule reader: PyYAML); no
 mlflow, no launcher, no framework, no network.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
@@ -25,9 +32,10 @@ if SRC not in sys.path:
     sys.path.insert(0, SRC)
 
 from mlrecipes import schedule  # noqa: E402  (needs SRC on sys.path)
-from mlrecipes.errors import EXIT_USER_ERROR  # noqa: E402
+from mlrecipes.errors import EXIT_USER_ERROR, UserError  # noqa: E402
 
 START = datetime(2025, 1, 1)
+log = logging.getLogger(__name__)
 
 
 class MlflowRunLink(BaseOperatorLink):
@@ -126,6 +134,7 @@ def _build(job: schedule.Job, form: dict) -> DAG:
         tags=["mlrecipes", job.project, *map(str, job.tags.values())],
         params=params,
         doc_md=doc,
+        auto_register=False,  # only the DAGs put in globals() below: never a half-built one
     ) as dag:
         MlflowJobOperator(
             task_id="mlflow_run",
@@ -137,9 +146,26 @@ def _build(job: schedule.Job, form: dict) -> DAG:
             execution_timeout=timedelta(minutes=job.timeout_minutes),
             pool=job.pool,
         )
+    dag.validate()  # here, not in Airflow's DagBag: there a failure would be the whole file's
     return dag
 
 
-_loaded = schedule.load_schedule()
-for _job in _loaded.existing():
-    globals()[f"mlrecipes_{_job.name}"] = _build(_job, _loaded.form)
+def build_dags() -> dict[str, DAG]:
+    """{dag_id: DAG} of every job without a problem; an unreadable schedule gives none (the
+    check file reports it)."""
+    try:
+        loaded = schedule.load_schedule(strict=False)
+    except UserError:
+        return {}
+    dags = {}
+    for name, problem in schedule.job_problems(loaded).items():
+        if problem is not None:
+            continue
+        try:
+            dags[f"mlrecipes_{name}"] = _build(loaded.jobs[name], loaded.form)
+        except Exception:  # a problem job_problems does not know yet: this job only, in the log
+            log.exception("mlrecipes job %s: no DAG", name)
+    return dags
+
+
+globals().update(build_dags())

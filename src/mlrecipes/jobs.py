@@ -345,8 +345,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         schedule = load_schedule()
         if args.command == "list":
+            from mlrecipes.schedule import job_problems  # the DAG file's verdict on each job
+
+            problems = job_problems(schedule)
             for job in schedule.jobs.values():
-                state = "ready" if job.exists else "skipped: no MLproject"
+                state = problems[job.name] or "ready"
                 print(f"{job.name:18} {job.project:12} {str(job.schedule):12} {job.pool:14} {state}")
             return 0
         if args.command == "pools":

@@ -1,7 +1,9 @@
 """The schedule: conf/schedule.yaml (jobs, profiles, pools, the trigger form) and the job's params.
 
 Read by the Airflow DAG file at every parse, so stdlib + PyYAML only: no mlflow, no framework.
-Also the receipt, the JSON file in which the launcher hands the MLflow run to its caller.
+`job_problems` is the one verdict on each job (the DAG file builds the jobs it passes, its
+import-error report and `list` name the others). Also the receipt, the JSON file in which the
+launcher hands the MLflow run to its caller.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from mlrecipes.errors import UserError
+from mlrecipes.errors import UserError, one_line
 from mlrecipes.paths import REPO_ROOT, SHARED_CONF
 from mlrecipes.store import tracking_uri
 
@@ -80,8 +82,13 @@ class Schedule:
     form: dict[str, dict]
     pools: dict[str, dict]
     profile: str
+    # Entries that are not a job at all (unknown key, no project...): {name: problem}. Only a
+    # `load_schedule(strict=False)` keeps them here; a strict load raises on the first one.
+    invalid: dict[str, str] = field(default_factory=dict)
 
     def job(self, name: str) -> Job:
+        if name in self.invalid:
+            raise UserError(f"schedule job {name!r}: {self.invalid[name]}")
         if name not in self.jobs:
             raise UserError(f"unknown job {name!r}; jobs: {', '.join(self.jobs)}")
         return self.jobs[name]
@@ -106,8 +113,11 @@ def mlproject(project_dir: Path) -> dict:
     return _yaml((project_dir / "MLproject").read_text()) or {}
 
 
-def load_schedule(path: str | Path | None = None, profile: str | None = None) -> Schedule:
-    """Read the schedule; $MLRECIPES_SCHEDULE and $MLRECIPES_PROFILE pick file and profile."""
+def load_schedule(path: str | Path | None = None, profile: str | None = None, strict: bool = True) -> Schedule:
+    """Read the schedule; $MLRECIPES_SCHEDULE and $MLRECIPES_PROFILE pick file and profile.
+
+    strict=False: an entry that is not a valid job goes to `Schedule.invalid` instead of failing
+    the whole file (the Airflow DAG file: one bad entry must not take down the other jobs)."""
     path = Path(path or os.environ.get("MLRECIPES_SCHEDULE") or SCHEDULE_FILE)
     profile = profile or os.environ.get("MLRECIPES_PROFILE") or "local"
     try:
@@ -118,17 +128,26 @@ def load_schedule(path: str | Path | None = None, profile: str | None = None) ->
     if profile not in profiles:
         raise UserError(f"unknown profile {profile!r} in {path}; profiles: {', '.join(profiles)}")
     base = _merge(doc.get("defaults") or {}, profiles[profile] or {})
-    jobs = {}
+    jobs, invalid = {}, {}
     for name, entry in (doc.get("jobs") or {}).items():
-        merged = _merge(base, entry or {})
-        unknown = sorted(set(merged) - _JOB_KEYS)
-        if unknown or "project" not in merged:
-            problem = f"unknown key(s) {', '.join(unknown)}" if unknown else "no project"
-            raise UserError(f"schedule job {name!r}: {problem}")
-        limit = merged.get("memory_limit_mb")
-        merged["memory_limit_mb"] = memory_limit(limit, f"schedule job {name!r}: memory_limit_mb")
-        jobs[name] = Job(name=name, **merged)
-    return Schedule(jobs, doc.get("form") or {}, doc.get("pools") or {}, profile)
+        try:
+            jobs[str(name)] = _job(str(name), base, entry)
+        except UserError as exc:
+            if strict:
+                raise UserError(f"schedule job {name!r}: {exc}") from None
+            invalid[str(name)] = str(exc)
+    return Schedule(jobs, doc.get("form") or {}, doc.get("pools") or {}, profile, invalid)
+
+
+def _job(name: str, base: dict, entry) -> Job:
+    if entry is not None and not isinstance(entry, dict):
+        raise UserError(f"expected a mapping of settings, got {entry!r}")
+    merged = _merge(base, entry or {})
+    unknown = sorted(set(merged) - _JOB_KEYS)
+    if unknown or "project" not in merged:
+        raise UserError(f"unknown key(s) {', '.join(unknown)}" if unknown else "no project")
+    merged["memory_limit_mb"] = memory_limit(merged.get("memory_limit_mb"))
+    return Job(name=name, **merged)
 
 
 def memory_limit(value, name: str = "memory_limit_mb") -> float | None:
@@ -175,6 +194,8 @@ def form_fields(job: Job, form: dict[str, dict]) -> dict[str, dict]:
         schema = dict(form.get(name) or {"type": _JSON_TYPES.get(spec.get("type", "string"), "string")})
         if name == "overrides":
             schema["pattern"] = OVERRIDES_PATTERN
+        if name == "data":  # the data group's options themselves: no second list to keep in sync
+            schema["enum"] = data_options(job)
         default = job.params.get(name, spec.get("default"))
         if schema.get("type") == "integer" and isinstance(default, float) and default.is_integer():
             default = int(default)  # MLproject floats like 400.0 shown as 400 in an integer field
@@ -183,6 +204,13 @@ def form_fields(job: Job, form: dict[str, dict]) -> dict[str, dict]:
 
 
 _JSON_TYPES = {"float": "number", "int": "integer", "string": "string", "path": "string", "uri": "string"}
+
+
+def data_options(job: Job) -> list[str]:
+    """The `data` group's options for the job's project: conf/data/<name>.yaml of the project
+    and of the repository (Hydra searches both)."""
+    folders = (job.project_dir / "conf" / "data", SHARED_CONF / "data")
+    return sorted({p.stem for folder in folders for p in folder.glob("*.yaml")})
 
 
 def check_params(job: Job, params: dict) -> dict[str, str]:
@@ -212,6 +240,102 @@ def param_text(value) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))  # 12.0 from a JSON form would reach Hydra as a float
     return str(value)
+
+
+# ---------------------------------------------------------------- each job's verdict
+
+SKIPPED = "skipped: no MLproject"  # a job whose project does not exist (yet): not scheduled, not an error
+
+# Airflow's dag_id characters (the DAG of job <name> is mlrecipes_<name>).
+_JOB_NAME = re.compile(r"[\w.\-]{1,200}")
+# Airflow's cron presets (airflow.utils.dates.cron_presets) and its two special schedules.
+_PRESETS = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 * * 0",
+            "@monthly": "0 0 1 * *", "@quarterly": "0 0 1 */3 *", "@yearly": "0 0 1 1 *"}
+_NUMBERS = ("retry_delay_minutes", "retry_backoff", "max_retry_delay_minutes", "timeout_minutes",
+            "kill_grace_seconds")
+
+
+def job_problems(schedule: Schedule) -> dict[str, str | None]:
+    """Why each job of the schedule is not scheduled, or None when it is: the one verdict the
+    Airflow DAG file builds its DAGs from, its import-error report shows and `list` prints.
+
+    SKIPPED for a job whose project does not exist; otherwise the problem in one line: the job's
+    settings, its schedule, its project's entry point, its params (names, types, overrides, the
+    `data` group's options) and every default of the trigger form checked against its schema, as
+    Airflow checks a trigger. The checks of Airflow-only settings (schedule expression, form
+    schema) use Airflow's own libraries (croniter, jsonschema) and are skipped without them."""
+    problems: dict[str, str | None] = {name: _job_problem(job, schedule.form) for name, job in schedule.jobs.items()}
+    problems.update(schedule.invalid)
+    return problems
+
+
+def _job_problem(job: Job, form: dict[str, dict]) -> str | None:
+    problem = _settings_problem(job)
+    if problem or not job.exists:
+        return problem or SKIPPED
+    try:
+        fields_ = form_fields(job, form)
+        check_params(job, job.params)
+    except UserError as exc:
+        return str(exc)
+    except (OSError, yaml.YAMLError) as exc:
+        return f"cannot read {job.project_dir / 'MLproject'}: {one_line(exc)}"
+    data = fields_.get("data")
+    if data is not None and data["default"] not in data["schema"]["enum"]:
+        return (f"data {data['default']!r} is not a data group: no conf/data/{data['default']}.yaml "
+                f"(options: {', '.join(data['schema']['enum'])})")
+    return _form_problem(fields_)
+
+
+def _settings_problem(job: Job) -> str | None:
+    if not _JOB_NAME.fullmatch(job.name):
+        return "a job's name is letters, digits, '_', '.' and '-' (its DAG id is mlrecipes_<name>)"
+    for key in ("params", "env", "tags"):
+        if not isinstance(getattr(job, key), dict):
+            return f"{key} must be a mapping, got {getattr(job, key)!r}"
+    if isinstance(job.retries, bool) or not isinstance(job.retries, int) or job.retries < 0:
+        return f"retries must be a whole number >= 0, got {job.retries!r}"
+    for key in _NUMBERS:
+        value = getattr(job, key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
+            return f"{key} must be a number >= 0, got {value!r}"
+    if not job.timeout_minutes > 0:
+        return f"timeout_minutes must be above 0, got {job.timeout_minutes!r}"
+    if not isinstance(job.pool, str) or not job.pool:
+        return f"pool must be a pool's name, got {job.pool!r}"
+    return _schedule_problem(job.schedule)
+
+
+def _schedule_problem(expression) -> str | None:
+    if expression is None or expression in ("@once", "@continuous"):
+        return None
+    if not isinstance(expression, str):
+        return f"schedule must be a cron expression or preset, got {expression!r}"
+    try:
+        from croniter import croniter  # Airflow's cron parser (Airflow installs it)
+    except ImportError:
+        return None
+    try:
+        croniter(_PRESETS.get(expression, expression))
+    except (ValueError, KeyError) as exc:  # croniter's errors are ValueErrors
+        return f"schedule {expression!r} is not a cron expression or preset ({one_line(exc)})"
+    return None
+
+
+def _form_problem(fields_: dict[str, dict]) -> str | None:
+    """A default the trigger form would reject (conf/schedule.yaml `form`), as Airflow's Param does."""
+    try:
+        import jsonschema  # what Airflow's Param validates with (Airflow installs it)
+    except ImportError:
+        return None
+    for name, f in fields_.items():
+        try:
+            jsonschema.validate(f["default"], f["schema"], format_checker=jsonschema.FormatChecker())
+        except jsonschema.ValidationError as exc:
+            return f"parameter {name}={f['default']!r} is not valid in the trigger form: {one_line(exc.message)}"
+        except jsonschema.SchemaError as exc:
+            return f"the trigger form's schema of {name} is not a JSON schema: {one_line(exc.message)}"
+    return None
 
 
 # ---------------------------------------------------------------- the receipt

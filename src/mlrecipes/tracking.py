@@ -1,9 +1,10 @@
-"""Tracking glue: config as params + config.yaml, tags, dataset inputs."""
+"""Tracking glue: experiments, config as params + config.yaml, tags, dataset inputs."""
 
 from __future__ import annotations
 
 import re
 import subprocess
+import time
 import warnings
 
 import mlflow
@@ -12,6 +13,37 @@ from omegaconf import DictConfig, OmegaConf
 from mlrecipes.airflow_context import airflow_tags
 from mlrecipes.config import REPO_ROOT, flatten
 from mlrecipes.data import Dataset
+
+# MLflow 3's UI opens an experiment on the kind this tag names; without it (or with an inferred
+# kind) it may open the GenAI overview (traces, evaluations), which is empty for training runs.
+# "custom_model_development" (ExperimentKind.CUSTOM_MODEL_DEVELOPMENT in MLflow 3.17's UI) is
+# "machine learning": the runs table, charts and Compare.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_KIND = "custom_model_development"
+# The UI's guessed kinds (its *_INFERRED and NO_INFERRED_TYPE values), not a user's choice: replaced.
+_GUESSED_KINDS = {"genai_development_inferred", "custom_model_development_inferred", "no_inferred_type"}
+
+
+def ensure_experiment(client, name: str) -> str:
+    """The id of experiment `name`, created if missing, tagged to open on its runs table.
+
+    An experiment whose kind a user chose keeps it. Two processes may create the same experiment
+    at once: the one that loses reads the winner's."""
+    from mlflow.exceptions import MlflowException
+
+    for _ in range(3):
+        exp = client.get_experiment_by_name(name)
+        if exp is not None:
+            if exp.tags.get(EXPERIMENT_KIND_TAG) in (None, "", *_GUESSED_KINDS):
+                client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
+            return exp.experiment_id
+        try:
+            return client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: TRAINING_KIND})
+        except MlflowException as exc:  # created meanwhile by another process (or a real failure)
+            error = exc
+            time.sleep(0.5)
+    raise error
+
 
 # Config keys whose values never reach params, tags or artifacts (credentials in storage_options).
 _SECRET = re.compile(r"(secret|password|token|credential|access_key|key_id)", re.IGNORECASE)

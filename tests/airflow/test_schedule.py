@@ -102,3 +102,67 @@ def test_form_defaults_are_the_jobs_params():
     assert fields["overrides"]["schema"]["pattern"] == schedule.OVERRIDES_PATTERN
     assert fields["limit"]["schema"]["type"] == "integer" and fields["limit"]["default"] == 0
     assert fields["promote"] == {"default": True, "schema": loaded.form["promote"]}  # a switch, on
+
+
+# ---------------------------------------------------------------- each job's verdict
+
+
+def _with_job(tmp_path, **entry) -> Path:
+    """A copy of the real schedule plus job `extra`."""
+    doc = yaml.safe_load((REPO / "conf" / "schedule.yaml").read_text())
+    doc["jobs"]["extra"] = entry
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_every_job_of_the_real_schedule_is_ready():
+    assert schedule.job_problems(schedule.load_schedule()) == dict.fromkeys(schedule.load_schedule().jobs)
+
+
+def test_the_forms_data_choices_are_the_data_groups_options():
+    loaded = schedule.load_schedule()
+    options = sorted(p.stem for p in (REPO / "conf" / "data").glob("*.yaml"))
+    assert "enum" not in loaded.form["data"]  # no second list to keep in sync
+    for job in ("xgboost", "ticks_scoring", "tf_mnist_cnn", "torch_mnist_mlp"):
+        fields = schedule.form_fields(loaded.job(job), loaded.form)
+        assert fields["data"]["schema"]["enum"] == options == schedule.data_options(loaded.job(job))
+        assert fields["data"]["schema"]["description"] == loaded.form["data"]["description"]
+
+
+@pytest.mark.parametrize(("entry", "problem"), [
+    ({"project": "lightgbm", "params": {"data": "my_ticks"}},
+     "data 'my_ticks' is not a data group: no conf/data/my_ticks.yaml (options: breast_cancer, csv,"),
+    ({"project": "xgboost", "params": {"arch": "cnn"}}, "unknown parameter 'arch' for project xgboost"),
+    ({"project": "xgboost", "params": {"max_depth": "deep"}}, "parameter max_depth='deep' is not a float"),
+    ({"project": "xgboost", "params": {"max_depth": 100}},
+     "parameter max_depth=100 is not valid in the trigger form: 100 is greater than the maximum of 32"),
+    ({"project": "xgboost", "params": {"overrides": "seed=1; id"}}, "overrides 'seed=1; id': expected"),
+    ({"project": "xgboost", "entry_point": "nope"}, "project xgboost has no entry point 'nope'"),
+    ({"project": "xgboost", "schedule": "every day"}, "schedule 'every day' is not a cron expression or preset"),
+    ({"project": "xgboost", "schedule": "@dayly"}, "schedule '@dayly' is not a cron expression or preset"),
+    ({"project": "xgboost", "retries": "two"}, "retries must be a whole number >= 0, got 'two'"),
+    ({"project": "xgboost", "timeout_minutes": 0}, "timeout_minutes must be above 0, got 0"),
+    ({"project": "xgboost", "params": ["data=csv"]}, "params must be a mapping"),
+    ({"project": "xgboost", "retires": 3}, "unknown key(s) retires"),
+    ({"project": "xgboost", "memory_limit_mb": -5}, "memory_limit_mb -5 is not a positive number of MB"),
+    ({"params": {}}, "no project"),
+    ({"project": "not_there_yet"}, schedule.SKIPPED),
+])
+def test_a_bad_job_gets_its_problem_and_the_others_stay_ready(tmp_path, entry, problem):
+    loaded = schedule.load_schedule(_with_job(tmp_path, **entry), strict=False)
+    problems = schedule.job_problems(loaded)
+    assert problems["extra"].startswith(problem), problems["extra"]
+    assert "\n" not in problems["extra"]  # one line: the import error lists one job a line
+    assert {name: p for name, p in problems.items() if name != "extra"} == dict.fromkeys(
+        schedule.load_schedule().jobs)
+
+
+def test_a_strict_load_still_fails_on_an_entry_that_is_no_job(tmp_path):
+    path = _with_job(tmp_path, project="xgboost", retires=3)
+    with pytest.raises(UserError, match=r"schedule job 'extra': unknown key\(s\) retires"):
+        schedule.load_schedule(path)
+    loaded = schedule.load_schedule(path, strict=False)
+    assert "extra" not in loaded.jobs and loaded.invalid == {"extra": "unknown key(s) retires"}
+    with pytest.raises(UserError, match=r"schedule job 'extra': unknown key\(s\) retires"):
+        loaded.job("extra")  # `run extra` says why
