@@ -13,7 +13,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mlrecipes.errors import UserError
-from mlrecipes.paths import REPO_ROOT, SHARED_CONF  # noqa: F401 - REPO_ROOT: tracking's git state
+from mlrecipes.paths import SHARED_CONF
 
 
 def parse_argv(argv: list[str]) -> list[str]:

@@ -15,7 +15,6 @@ from pathlib import Path
 from mlrecipes.errors import UserError
 from mlrecipes.paths import DEFAULT_DATA_DIR
 from mlrecipes.schedule import Job, project_params
-from mlrecipes.store import absolute_tracking_uri  # noqa: F401 - the store's rule; tests/airflow still import it here
 
 
 def absolute_data_dir(value: str, base: Path) -> str:

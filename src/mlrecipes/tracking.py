@@ -11,8 +11,9 @@ import mlflow
 from omegaconf import DictConfig, OmegaConf
 
 from mlrecipes.airflow_context import airflow_tags
-from mlrecipes.config import REPO_ROOT, flatten
+from mlrecipes.config import flatten
 from mlrecipes.data import Dataset
+from mlrecipes.paths import REPO_ROOT
 
 # MLflow 3's UI opens an experiment on the kind this tag names; without it (or with an inferred
 # kind) it may open the GenAI overview (traces, evaluations), which is empty for training runs.

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlrecipes import jobs, preflight, schedule
+from mlrecipes import jobs, preflight, schedule, store
 from mlrecipes.errors import EXIT_USER_ERROR, UserError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -20,11 +20,11 @@ FIXTURES = REPO / "tests" / "fixtures"
 
 def test_relative_sqlite_uri_is_made_absolute_against_the_callers_directory(tmp_path):
     base = tmp_path / "here"
-    assert preflight.absolute_tracking_uri("sqlite:///mlflow.db", base) == f"sqlite:///{base / 'mlflow.db'}"
-    assert (preflight.absolute_tracking_uri("sqlite:///../x/m.db?timeout=30", base)
+    assert store.absolute_tracking_uri("sqlite:///mlflow.db", base) == f"sqlite:///{base / 'mlflow.db'}"
+    assert (store.absolute_tracking_uri("sqlite:///../x/m.db?timeout=30", base)
             == f"sqlite:///{tmp_path / 'x' / 'm.db'}?timeout=30")
     for unchanged in ("sqlite:////abs/m.db", "sqlite:///:memory:", "http://mlflow:5000", "databricks"):
-        assert preflight.absolute_tracking_uri(unchanged, base) == unchanged
+        assert store.absolute_tracking_uri(unchanged, base) == unchanged
 
 
 def test_child_env_resolves_relative_data_dir_and_store_from_the_cwd(tmp_path, monkeypatch):

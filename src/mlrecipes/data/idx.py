@@ -22,6 +22,7 @@ import numpy as np
 from mlrecipes.data import splits
 from mlrecipes.data.dataset import Dataset
 from mlrecipes.errors import UserError, require, see
+from mlrecipes.paths import DEFAULT_DATA_DIR
 
 # sha256 of the uncompressed IDX bytes of the official files.
 MNIST_FILES = {
@@ -38,7 +39,7 @@ _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">
 
 def cache_root(configured: str | None = None) -> Path:
     """The data cache root: config value, else $MLRECIPES_DATA_DIR, else ~/.cache/mlrecipes."""
-    root = configured or os.environ.get("MLRECIPES_DATA_DIR") or "~/.cache/mlrecipes"
+    root = configured or os.environ.get("MLRECIPES_DATA_DIR") or DEFAULT_DATA_DIR
     return Path(root).expanduser().resolve()
 
 

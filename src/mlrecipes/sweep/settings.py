@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlrecipes.errors import UserError
+from mlrecipes.store import absolute_tracking_uri, sqlite_path
 from mlrecipes.sweep.space import Param, parse_space
 
 STORAGE_ENV = "MLRECIPES_OPTUNA_STORAGE"
@@ -134,9 +135,9 @@ def optuna_storage(configured: str | None) -> str:
     if explicit:
         return explicit
     uri = mlflow.get_tracking_uri()
-    if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///"):].partition("?")[0]).resolve()
-        return f"sqlite:///{db.with_name(db.stem + '.optuna.db')}"
+    db = sqlite_path(absolute_tracking_uri(uri, Path.cwd()))
+    if db is not None:
+        return f"sqlite:///{db.resolve().with_name(db.stem + '.optuna.db')}"
     raise UserError(f"no Optuna storage for the tracking store {uri}: set {STORAGE_ENV} to an Optuna storage "
                     "URL (e.g. postgresql://user:password@host/optuna or sqlite:////shared/optuna.db)")
 

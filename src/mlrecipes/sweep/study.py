@@ -22,6 +22,7 @@ import warnings
 from pathlib import Path
 
 from mlrecipes.errors import EXIT_USER_ERROR, UserError, one_line
+from mlrecipes.store import absolute_tracking_uri, sqlite_path
 from mlrecipes.sweep import pruning
 from mlrecipes.sweep.plots import log_plots
 from mlrecipes.sweep.settings import BINARY_ONLY, VALIDATION, redact_url, settings
@@ -131,9 +132,10 @@ class Sweep:
         optuna.logging.get_logger("optuna")  # sets up optuna's handler
         for handler in logging.getLogger("optuna").handlers:  # a logger's filter misses its children's records
             handler.addFilter(_QuietFailures())
-        sqlite = s.storage.startswith("sqlite:///")
+        db = sqlite_path(absolute_tracking_uri(s.storage, Path.cwd()))
+        sqlite = db is not None
         if sqlite:
-            Path(s.storage[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            db.parent.mkdir(parents=True, exist_ok=True)
         try:
             # Heartbeats: a trial whose process died (SIGKILL, out of memory) is failed by the next
             # sweep of the study after GRACE_S, instead of staying RUNNING for ever.
@@ -296,7 +298,7 @@ class Sweep:
         import mlflow
         from optuna.trial import TrialState
 
-        from mlrecipes import evaluate, registry
+        from mlrecipes import evaluate, registry, tracking
 
         s = self.settings
         trials = self.study.get_trials(deepcopy=False)
@@ -326,7 +328,7 @@ class Sweep:
         ds = self._data.get(self._trial_data.get(best.number))  # None: a trial of an earlier, resumed run
         result = registry.register_and_gate(best.user_attrs["model_uri"], self.base.registry.model_name, child_id,
                                             {k: v for k, v in metrics.items() if k.startswith("test_")},
-                                            self.base.gate,
+                                            self.base.gate, context=tracking.airflow_tags(),
                                             rescore=(lambda uri: evaluate.on_test_rows(uri, ds)) if ds else None)
         model = f"{self.base.registry.model_name}/{result['version']}"
         self.study.set_user_attr(f"registered.{best.number}", model)
