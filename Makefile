@@ -20,24 +20,24 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: setup  ## main job: train, evaluate and register every project, then print the leaderboard
-	$(PY) -m mlrecipes.jobs run-all
+	$(VENV)/bin/mlrecipes run --all
 
 leaderboard: setup  ## champion and latest run of every registered model
-	$(PY) -m mlrecipes.leaderboard
+	$(VENV)/bin/mlrecipes leaderboard
 
 # The alias moves, recorded on the model version (who, when, from which version, why, which command).
 # Values travel as environment variables, never spliced into the shell line.
 promote: setup  ## make promote MODEL=mnist-xgboost VERSION=3 [FORCE=1 REASON="why"]: through the gate unless forced
 	@test -n "$$MODEL" -a -n "$$VERSION" || { echo "error: usage: make promote MODEL=<model> VERSION=<version> [FORCE=1 REASON=...]" >&2; exit 2; }
-	$(PY) -m mlrecipes.registry promote "$$MODEL" "$$VERSION" $${FORCE:+--force} $${REASON:+--reason "$$REASON"}
+	$(VENV)/bin/mlrecipes promote "$$MODEL" "$$VERSION" $${FORCE:+--force} $${REASON:+--reason "$$REASON"}
 
 rollback: setup  ## make rollback MODEL=mnist-xgboost [TO=2] [FORCE=1 REASON="why"]: the previous champion back
 	@test -n "$$MODEL" || { echo "error: usage: make rollback MODEL=<model> [TO=<version>] [FORCE=1 REASON=...]" >&2; exit 2; }
-	$(PY) -m mlrecipes.registry rollback "$$MODEL" $${TO:+--to "$$TO"} $${FORCE:+--force} $${REASON:+--reason "$$REASON"}
+	$(VENV)/bin/mlrecipes rollback "$$MODEL" $${TO:+--to "$$TO"} $${FORCE:+--force} $${REASON:+--reason "$$REASON"}
 
 history: setup  ## make history MODEL=mnist-xgboost: every move of the champion alias, newest first
 	@test -n "$$MODEL" || { echo "error: usage: make history MODEL=<model>" >&2; exit 2; }
-	$(PY) -m mlrecipes.registry history "$$MODEL"
+	$(VENV)/bin/mlrecipes history "$$MODEL"
 
 # The smoke runs spend much of their time single-threaded (imports, logging), so two workers
 # share the 2 cores well; the airflow, stack and browser tests start servers and run alone.
@@ -60,6 +60,7 @@ airflow-stop:  ## stop local Airflow; running tasks end their MLflow runs KILLED
 	airflow/local.sh stop
 
 airflow-trigger: setup  ## make airflow-trigger DAG=mlrecipes_xgboost CONF='{"limit": 1000}'
+	@test -n "$$DAG" || { echo "error: usage: make airflow-trigger DAG=<dag id, e.g. mlrecipes_xgboost> [CONF='{\"limit\": 1000}']" >&2; exit 2; }
 	airflow/local.sh trigger "$$DAG" "$$CONF"
 
 bench: setup  ## full-MNIST benchmark of every variant and the peers, then the fixed cost of a tiny run -> bench/results*, README tables

@@ -36,7 +36,7 @@ export AIRFLOW__API__BASE_URL="http://127.0.0.1:$PORT"
 export AIRFLOW__API__WORKERS=1
 export AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES=1
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True  # no login page: it listens on 127.0.0.1 only
-export PATH="$VENV_BIN:$PATH"                          # the tasks run `python -m mlrecipes.jobs` from here
+export PATH="$VENV_BIN:$PATH"                          # the tasks run `mlrecipes` from here
 
 airflow_cli() { "$VENV_BIN/airflow" "$@"; }
 
@@ -69,7 +69,7 @@ start() {
   echo "metadata DB: $AIRFLOW_HOME/airflow.db"
   airflow_cli db migrate >"$LOG_DIR/db-migrate.out" 2>&1 || { tail -20 "$LOG_DIR/db-migrate.out" >&2; exit 1; }
   # Pools from conf/schedule.yaml (mlrecipes_dl: deep-learning jobs one at a time).
-  PYTHONPATH="$REPO/src" "$VENV_BIN/python" -m mlrecipes.jobs pools |
+  PYTHONPATH="$REPO/src" "$VENV_BIN/python" -m mlrecipes pools |
     while IFS=$'\t' read -r name slots description; do
       airflow_cli pools set "$name" "$slots" "$description" >/dev/null
       echo "pool $name: $slots slot(s)"
@@ -153,14 +153,14 @@ case "$cmd" in
   stop) stop ;;
   status) status ;;
   trigger)
-    [[ $# -ge 1 ]] || { echo "usage: airflow/local.sh trigger <dag_id> ['<json conf>']" >&2; exit 2; }
+    [[ -n "${1:-}" ]] || { echo "usage: airflow/local.sh trigger <dag_id> ['<json conf>']" >&2; exit 2; }
     conf="${2:-$EMPTY_CONF}"
     check_conf "$conf"
     airflow_cli dags unpause "$1" >/dev/null   # a paused DAG's runs wait; unpausing also enables its schedule
     airflow_cli dags trigger "$1" --conf "$conf"
     ;;
   test)
-    [[ $# -ge 1 ]] || { echo "usage: airflow/local.sh test <dag_id> ['<json conf>']" >&2; exit 2; }
+    [[ -n "${1:-}" ]] || { echo "usage: airflow/local.sh test <dag_id> ['<json conf>']" >&2; exit 2; }
     conf="${2:-$EMPTY_CONF}"
     check_conf "$conf"
     airflow_cli dags test "$1" --conf "$conf"

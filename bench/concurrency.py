@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/concurrency.py [--launches 8] [--label after]
 
-Each launch is the real launcher (`python -m mlrecipes.jobs run xgboost`) on the tiny fixture
+Each launch is the real launcher (`mlrecipes run xgboost`) on the tiny fixture
 (300 images, 2 boosting rounds, its own seed, so the runs differ in accuracy), all started within
 a few milliseconds against a store file that does not exist yet: first-time schema creation,
 experiment creation, run writes, registration and the champion alias all race.
@@ -37,7 +37,7 @@ def launch_all(store: Path, logs: Path, n: int) -> tuple[list[int], float]:
     started = time.perf_counter()
     for i in range(n):
         out = open(logs / f"launch-{i}.log", "w")  # noqa: SIM115  (closed below)
-        argv = [sys.executable, "-m", "mlrecipes.jobs", "run", "xgboost", "-P", "limit=300",
+        argv = [sys.executable, "-m", "mlrecipes", "run", "xgboost", "-P", "limit=300",
                 "-P", "num_boost_round=2", "-P", f"overrides=seed={i} gate.min_accuracy=0"]
         procs.append((subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env), out))
     codes = []

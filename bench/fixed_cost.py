@@ -4,7 +4,7 @@ step by step; write, never assert.
     .venv/bin/python bench/fixed_cost.py [--repeats 3] [--jobs xgboost tf_mnist_cnn]
 
 Per job, on a store of its own (bench/work/fixed_cost.db; the first run on it is the "new store"
-figure): the wall time of `python -m mlrecipes.jobs run <job> <tiny params>` (what `make run` and
+figure): the wall time of `mlrecipes run <job> <tiny params>` (what `make run` and
 Airflow call), median of --repeats warm runs; the same against a local MLflow tracking server
 (`mlflow server` over a SQLite file of its own, artifacts served: the compose stack's topology,
 where neither process imports the SQL store; --no-server skips it); then `train.py` alone in the project's environment
@@ -54,13 +54,13 @@ STEPS = [
     ("evaluate: metrics + artifacts", "mlrecipes/evaluate.py", "evaluate"),
     ("training-curves plot", "mlrecipes/evaluate.py", "log_training_curves"),
     ("log the model (flavor save, requirements, serving check)", "mlflow/models/model.py", "log"),
-    ("registry + gate", "mlrecipes/registry.py", "register_and_gate"),
+    ("registry + gate", "mlrecipes/registry/gate.py", "register_and_gate"),
     ("close the run", "mlrecipes/lifecycle.py", "close_run"),
 ]
 
 
 def launcher_wall(job: str, params: dict, env: dict) -> float:
-    argv = [sys.executable, "-m", "mlrecipes.jobs", "run", job,
+    argv = [sys.executable, "-m", "mlrecipes", "run", job,
             *[w for k, v in params.items() for w in ("-P", f"{k}={v}")]]
     started = time.perf_counter()
     proc = subprocess.run(argv, env=env, cwd=REPO, capture_output=True, text=True)
@@ -101,7 +101,8 @@ def tracking_server(env: dict):
 
 
 def profile_steps(job: str, params: dict, env: dict) -> dict:
-    from mlrecipes import envs, schedule
+    from mlrecipes import schedule
+    from mlrecipes.launch import envs
 
     spec = schedule.load_schedule().job(job)
     python = envs.env_dir_for(spec) / "bin" / "python"

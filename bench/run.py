@@ -123,11 +123,11 @@ def env_python(log_text: str) -> str | None:
 
 def overhead(env: dict, repeats: int) -> dict:
     """Warm overhead over `python train.py` with the same small config (median of repeats), through
-    the launcher (`python -m mlrecipes.jobs run`: what `make run` and Airflow use) and through the
+    the launcher (`mlrecipes run`: what `make run` and Airflow use) and through the
     `mlflow run` CLI; plus the CLI's own start-up (`mlflow --version`), which no project can change."""
     params = {"num_boost_round": 5, "limit": 2000}
     direct_args = ["model.num_boost_round=5", "data.limit=2000"]
-    launcher = [sys.executable, "-m", "mlrecipes.jobs", "run", "xgboost",
+    launcher = [sys.executable, "-m", "mlrecipes", "run", "xgboost",
                 *[w for k, v in params.items() for w in ("-P", f"{k}={v}")]]
     walls: dict[str, list[float]] = {"direct": [], "launcher": [], "cli": [], "cli_start": []}
     py = None
@@ -203,7 +203,8 @@ def median_curve(curves: list[list[dict]]) -> list[dict]:
 
 
 def run_peer(name: str, script: str, job: str, extra: dict, env: dict, repeats: int = 1) -> dict:
-    from mlrecipes import envs, schedule
+    from mlrecipes import schedule
+    from mlrecipes.launch import envs
 
     python = envs.env_dir_for(schedule.load_schedule().job(job)) / "bin" / "python"
     if not python.exists():

@@ -102,7 +102,7 @@ def _projects_run(uri, project, entry, experiment, params, env, cwd, timeout) ->
     import mlflow.projects
     from mlflow.exceptions import ExecutionException, MlflowException
 
-    from mlrecipes.jobs import environ_replaced
+    from mlrecipes.launch import environ_replaced
 
     parameters = dict(p.split("=", 1) for p in params)
     with _output() as (out, err), environ_replaced(env), chdir(cwd) if cwd else nullcontext(), \
@@ -179,7 +179,8 @@ def _output():
 
 def project_python(job: str) -> Path:
     """The interpreter of the environment MLflow built for a job's project (conf/schedule.yaml)."""
-    from mlrecipes import envs, schedule
+    from mlrecipes import schedule
+    from mlrecipes.launch import envs
 
     python = envs.env_dir_for(schedule.load_schedule().job(job)) / "bin" / "python"
     assert python.exists(), f"no project environment at {python}; the project run should have built it"

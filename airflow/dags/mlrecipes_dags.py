@@ -1,7 +1,7 @@
 """One DAG per job of conf/schedule.yaml: each runs `mlflow run` through the mlrecipes launcher.
 
 Airflow only schedules, retries and records; the MLflow Project does the training. The task
-runs `python -m mlrecipes.jobs run <job> -P name=value ...` as an argv list: the trigger
+runs `mlrecipes run <job> -P name=value ...` as an argv list: the trigger
 form's values never pass through a shell. The launcher owns the MLflow run (tags from the
 Airflow context, environment lock, SIGTERM -> run KILLED); this file only wires it to Airflow.
 
@@ -68,7 +68,7 @@ class MlflowJobOperator(BaseOperator):
         )
         from airflow.providers.standard.hooks.subprocess import SubprocessHook
 
-        argv = [sys.executable, "-m", "mlrecipes.jobs", "run", self.job]
+        argv = [sys.executable, "-m", "mlrecipes", "run", self.job]
         params = dict(context["params"])
         if "interval" in params and not params["interval"] and params.get("interval_column"):
             # A job on a time column: the run's data interval is the slice it scores (and a rerun
@@ -116,7 +116,7 @@ def _build(job: schedule.Job, form: dict) -> DAG:
         for name, f in schedule.form_fields(job, form).items()
     }
     doc = (f"{job.description}\n\n" if job.description else "") + (
-        f"Runs `mlflow run projects/{job.project}` through `python -m mlrecipes.jobs run {job.name}`. "
+        f"Runs `mlflow run projects/{job.project}` through `mlrecipes run {job.name}`. "
         "The MLflow run id is in XCom (`mlflow_run_id`) and behind the task's **MLflow run** link."
     )
     timetable = job.schedule

@@ -1,17 +1,15 @@
 """Leaderboard: per registered model, its champion, the previous one and its latest version.
 
-    python -m mlrecipes.leaderboard [--tracking-uri URI]
+    mlrecipes leaderboard [--tracking-uri URI]
 
 The store: store.tracking_uri; one that does not exist is an error, not a new empty store.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from mlrecipes.errors import EXIT_USER_ERROR, UserError, exit_now
-from mlrecipes.store import require_store, tracking_uri
+from mlrecipes.errors import EXIT_USER_ERROR, exit_now
 
 COLUMNS = ("model", "row", "framework", "variant", "metric", "value", "baseline", "train_s", "peak_mb",
            "version", "alias", "run_id", "from")
@@ -93,7 +91,7 @@ def render(table: list[dict], moves: list[str] | None = None) -> str:
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
     if moves:
-        lines += ["", f"last move of @{ALIAS} (`python -m mlrecipes.registry history <model>` for all):"]
+        lines += ["", f"last move of @{ALIAS} (`mlrecipes history <model>` for all):"]
         lines += [f"  {line}" for line in moves]
     return "\n".join(lines)
 
@@ -119,15 +117,10 @@ def show(uri: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///<repo>/mlflow.db")
-    args = parser.parse_args(argv)
-    try:
-        uri = require_store(tracking_uri(args.tracking_uri))  # read-only: never create an empty store
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    return show(uri)
+    """`python -m mlrecipes.leaderboard` is `mlrecipes leaderboard`."""
+    from mlrecipes.cli import main as cli
+
+    return cli(["leaderboard", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlrecipes import jobs, schedule
+from mlrecipes import cli, schedule
 
 DAGS = Path(__file__).resolve().parents[2] / "airflow" / "dags"
 BAD = {"project": "lightgbm", "params": {"data": "my_ticks"}, "schedule": "@daily"}
@@ -72,7 +72,7 @@ def test_airflow_keeps_scheduling_the_other_jobs(bad_schedule, airflow_db):
 
 
 def test_list_reports_the_same_problem(bad_schedule, capsys):
-    assert jobs.main(["list"]) == 0
+    assert cli.main(["list"]) == 0
     states = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
     problems = schedule.job_problems(schedule.load_schedule(bad_schedule))
     assert problems["my_ticks"].startswith(PROBLEM)

@@ -1,4 +1,4 @@
-"""Environment safety (mlrecipes.envs): build, check, mark, rebuild, the per-environment lock.
+"""Environment safety (mlrecipes.launch.envs): build, check, mark, rebuild, the per-environment lock.
 
 These tests build real MLflow virtualenvs (MLflow's own builder, pyenv's Python 3.11.7) in a
 temporary env root, for a tiny project whose one dependency is a wheel made here (the `tiny`
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mlrecipes import envs
+from mlrecipes.launch import envs
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -101,7 +101,7 @@ def test_two_cold_jobs_of_one_env_build_it_once(tiny, tmp_path):
     with open(lock, "a") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # stands for a third job in the middle of a build
         for name in ("tiny_a", "tiny_b"):
-            procs.append(subprocess.Popen([sys.executable, "-m", "mlrecipes.jobs", "prepare-env", name],
+            procs.append(subprocess.Popen([sys.executable, "-m", "mlrecipes", "prepare-env", name],
                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                           cwd=REPO))
         for proc in procs:  # both are blocked on the lock before it is released

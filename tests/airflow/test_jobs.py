@@ -1,4 +1,4 @@
-"""The launcher (mlrecipes.jobs): the CLI, runs it closes itself, real launches of a project."""
+"""The launcher (mlrecipes.launch) through the `mlrecipes` CLI: runs it closes itself, real launches of a project."""
 
 from __future__ import annotations
 
@@ -11,14 +11,15 @@ from pathlib import Path
 import pytest
 from helpers import all_runs, wait_for_recipe_run
 
-from mlrecipes import envs, schedule
+from mlrecipes import schedule
 from mlrecipes.errors import EXIT_TERMINATED, EXIT_USER_ERROR
+from mlrecipes.launch import envs
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_cli_bad_param_is_one_line_and_creates_no_run(tracking_uri):
-    proc = subprocess.run([sys.executable, "-m", "mlrecipes.jobs", "run", "xgboost", "-P", "bogus=1"],
+    proc = subprocess.run([sys.executable, "-m", "mlrecipes", "run", "xgboost", "-P", "bogus=1"],
                           capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode == EXIT_USER_ERROR
     assert proc.stderr.strip().splitlines() == [
@@ -42,7 +43,7 @@ def test_sigterm_while_waiting_for_the_env_ends_the_run_killed(tiny, tracking_ur
     receipt = Path(os.environ["MLRECIPES_SCHEDULE"]).with_name("run.json")
     with open(lock, "a") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
-        proc = subprocess.Popen([sys.executable, "-m", "mlrecipes.jobs", "run", "tiny_a",
+        proc = subprocess.Popen([sys.executable, "-m", "mlrecipes", "run", "tiny_a",
                                  "--receipt", str(receipt)],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
                                 start_new_session=True)
@@ -66,7 +67,7 @@ def test_sigterm_while_waiting_for_the_env_ends_the_run_killed(tiny, tracking_ur
 
 def _launch(*args: str) -> subprocess.Popen:
     env = {**os.environ, "MLRECIPES_DATA_DIR": str(REPO / "tests" / "fixtures")}
-    return subprocess.Popen([sys.executable, "-m", "mlrecipes.jobs", "run", "xgboost", *args],
+    return subprocess.Popen([sys.executable, "-m", "mlrecipes", "run", "xgboost", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, env=env,
                             start_new_session=True)  # like Airflow's SubprocessHook
 

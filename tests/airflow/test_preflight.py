@@ -1,4 +1,4 @@
-"""What the launcher settles before it builds anything (mlrecipes.preflight): paths and data."""
+"""What the launcher settles before it builds anything (mlrecipes.launch.preflight): paths and data."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlrecipes import jobs, preflight, schedule, store
+from mlrecipes import schedule, store
 from mlrecipes.errors import EXIT_USER_ERROR, UserError
+from mlrecipes.launch import preflight, project
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"
@@ -31,7 +32,7 @@ def test_child_env_resolves_relative_data_dir_and_store_from_the_cwd(tmp_path, m
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLRECIPES_DATA_DIR", "../shared/data")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
-    env = jobs.child_env(schedule.load_schedule().job("xgboost"))
+    env = project.child_env(schedule.load_schedule().job("xgboost"))
     assert env["MLRECIPES_DATA_DIR"] == str(tmp_path.parent / "shared" / "data")
     assert env["MLFLOW_TRACKING_URI"] == f"sqlite:///{tmp_path / 'mlflow.db'}"
 
@@ -41,9 +42,9 @@ def test_only_mnist_jobs_are_checked_and_a_relative_fixture_dir_passes(monkeypat
     monkeypatch.setenv("MLRECIPES_DATA_DIR", "fixtures")  # relative to the caller, not the project
     loaded = schedule.load_schedule()
     tables = schedule.Job(name="tables", project="xgboost", params={"data": "breast_cancer"})
-    pairs = [(job, jobs.child_env(job)) for job in [*loaded.existing(), tables]]
+    pairs = [(job, project.child_env(job)) for job in [*loaded.existing(), tables]]
     assert preflight.check_data(pairs) == [FIXTURES / "mnist"]  # six MNIST jobs, one directory
-    assert preflight.check_data([(tables, jobs.child_env(tables))]) == []
+    assert preflight.check_data([(tables, project.child_env(tables))]) == []
 
 
 def test_data_dir_override_is_what_gets_checked(tmp_path):
@@ -62,7 +63,7 @@ def _run_all(tmp_path, overrides: str, data_dir: Path) -> tuple[subprocess.Compl
     env = {**os.environ, "MLRECIPES_SCHEDULE": str(path), "MLRECIPES_DATA_DIR": str(data_dir),
            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "mlrecipes.jobs", "run-all"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "mlrecipes", "run", "--all"], capture_output=True, text=True,
                           cwd=REPO, env=env, timeout=300)
     return proc, time.monotonic() - start
 
@@ -91,7 +92,7 @@ def test_launch_from_elsewhere_with_relative_data_dir_and_store(tmp_path):
     caller.mkdir()
     env = {**os.environ, "MLRECIPES_DATA_DIR": os.path.relpath(FIXTURES, caller),
            "MLFLOW_TRACKING_URI": "sqlite:///runs/mlflow.db"}
-    proc = subprocess.run([sys.executable, "-m", "mlrecipes.jobs", "run", "xgboost", "-P", "limit=300",
+    proc = subprocess.run([sys.executable, "-m", "mlrecipes", "run", "xgboost", "-P", "limit=300",
                            "-P", "num_boost_round=2", "-P", "overrides=gate.threshold=0"],
                           capture_output=True, text=True, cwd=caller, env=env, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlrecipes import jobs, schedule
+from mlrecipes import schedule
 from mlrecipes.errors import UserError
+from mlrecipes.launch import project
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,7 +34,7 @@ def test_compose_profile_from_the_environment(monkeypatch):
     assert job.tracking_uri == "http://mlflow:5000"
     assert job.resolved_tracking_uri() == "http://mlflow:5000"
     assert job.env_manager == "uv" and job.env_root == "/opt/mlflow-envs/envs"
-    env = jobs.child_env(job)
+    env = project.child_env(job)
     assert env["MLFLOW_ENV_ROOT"] == "/opt/mlflow-envs/envs"
     assert env["UV_PYTHON_INSTALL_DIR"] == "/opt/mlflow-envs/python"  # same volume as the envs
     assert env["MLFLOW_DISABLE_TELEMETRY"] == "true"  # the defaults' env, merged with the profile's
@@ -56,8 +57,8 @@ def test_tracking_uri_resolution(monkeypatch):
     assert job.resolved_tracking_uri() == f"sqlite:///{REPO / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////tmp/other.db")
     assert job.resolved_tracking_uri() == "sqlite:////tmp/other.db"
-    assert jobs.child_env(job)["MLFLOW_TRACKING_URI"] == "sqlite:////tmp/other.db"
-    assert jobs.child_env(job)["PYTHONPATH"].split(os.pathsep)[0] == str(REPO / "src")
+    assert project.child_env(job)["MLFLOW_TRACKING_URI"] == "sqlite:////tmp/other.db"
+    assert project.child_env(job)["PYTHONPATH"].split(os.pathsep)[0] == str(REPO / "src")
 
 
 def test_a_job_whose_project_is_missing_is_skipped(tmp_path):
@@ -76,7 +77,7 @@ def test_a_job_whose_project_is_missing_is_skipped(tmp_path):
 def test_project_run_gets_the_params_as_a_dict_never_a_command_line():
     job = schedule.load_schedule().job("tf_mnist_cnn")
     params = schedule.check_params(job, {**job.params, "epochs": 3.0, "overrides": "seed=7 +x.y=[1,2]"})
-    kwargs = jobs.project_run_kwargs(job, params, "r" * 32, "5")
+    kwargs = project.project_run_kwargs(job, params, "r" * 32, "5")
     assert kwargs["uri"] == str(REPO / "projects" / "tf_mnist") and kwargs["entry_point"] == "main"
     assert kwargs["env_manager"] == "virtualenv" and kwargs["synchronous"] is True
     assert kwargs["run_id"] == "r" * 32 and kwargs["experiment_id"] == "5"

@@ -1,4 +1,4 @@
-"""Process supervision (mlrecipes.supervise) through the real launcher: memory limit, SIGKILL of
+"""Process supervision (mlrecipes.launch.supervise) through the real launcher: memory limit, SIGKILL of
 train.py, stale-run reaping, and eight launches at once on a brand-new SQLite store."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ TINY = ["-P", "limit=300", "-P", "num_boost_round=2"]
 
 def _launcher(*args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "MLRECIPES_DATA_DIR": str(FIXTURES), **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "mlrecipes.jobs", *args], stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "mlrecipes", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=REPO, env=env, start_new_session=True,
                             **kwargs)
 
@@ -110,7 +110,7 @@ def test_reap_ends_stale_running_runs_and_keeps_fresh_ones(tracking_uri):
 def test_a_retry_closes_the_runs_its_lost_earlier_tries_left_running(tracking_uri):
     import mlflow
 
-    from mlrecipes.supervise import reap_superseded
+    from mlrecipes.launch.reap import reap_superseded
 
     client = mlflow.MlflowClient(tracking_uri)
     exp = client.create_experiment("mnist")

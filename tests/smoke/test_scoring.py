@@ -284,8 +284,8 @@ def test_no_champion_yet_is_one_line(tmp_path):
     assert result.returncode != 0 and result.run.info.status == "FAILED"
     assert result.last_line.startswith("error: no version of mnist-xgboost has alias champion (1 registered; "
                                        "the latest, version 1, rejected: test_accuracy "), result.last_line
-    assert result.last_line.endswith("below the gate threshold 0.999); promote one with `python -m "
-                                     "mlrecipes.registry promote mnist-xgboost 1` or score a version with "
+    assert result.last_line.endswith("below the gate threshold 0.999); promote one with `mlrecipes promote "
+                                     "mnist-xgboost 1` or score a version with "
                                      "-P model=1 (see docs/troubleshooting.md#scoring-finds-no-champion)")
     assert not (tmp_path / "out").exists()
 

@@ -127,7 +127,7 @@ def test_failing_trial_does_not_stop_the_sweep_on_a_table(run_sweep, tracking_ur
 
 def test_killed_sweep_resumes_without_repeating_a_trial(tracking_uri, tmp_path):
     # Through the launcher (what Airflow runs): SIGTERM to its group after two finished trials.
-    argv = [sys.executable, "-m", "mlrecipes.jobs", "run", "lightgbm_sweep", "-P", "trials=4", "-P", "limit=300",
+    argv = [sys.executable, "-m", "mlrecipes", "run", "lightgbm_sweep", "-P", "trials=4", "-P", "limit=300",
             "-P", "study=resume", "-P", f"overrides={TINY}"]
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "MLRECIPES_DATA_DIR": str(FIXTURE_DATA)}
     client = mlflow.MlflowClient(tracking_uri)

@@ -29,12 +29,12 @@ PARAMS = ["-P", "limit=300", "-P", "num_boost_round=10", "-P", "overrides=gate.t
 
 
 def launch(server, tmp_path, env: dict, *params: str) -> tuple[subprocess.CompletedProcess, dict | None]:
-    """`python -m mlrecipes.jobs run xgboost` (what the Airflow task runs) with its receipt."""
+    """`mlrecipes run xgboost` (what the Airflow task runs) with its receipt."""
     receipt = tmp_path / "run.json"
     receipt.unlink(missing_ok=True)
     base = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
     proc = subprocess.run(
-        [sys.executable, "-m", "mlrecipes.jobs", "run", "xgboost", *params, "--receipt", str(receipt)],
+        [sys.executable, "-m", "mlrecipes", "run", "xgboost", *params, "--receipt", str(receipt)],
         capture_output=True, text=True, cwd=tmp_path, timeout=1800,
         env={**base, "MLRECIPES_DATA_DIR": str(FIXTURE_DATA), **env},
     )
@@ -88,7 +88,7 @@ def test_a_launch_without_a_valid_login_fails_in_one_line_and_creates_no_run(tra
 
 def test_train_py_without_a_login_fails_in_one_line_and_creates_no_run(tracking_server, tmp_path):
     """The recipe run directly (`python train.py`, in the project's environment): same line."""
-    from mlrecipes.envs import env_dir_for
+    from mlrecipes.launch.envs import env_dir_for
     from mlrecipes.schedule import load_schedule
 
     server = tracking_server

@@ -14,7 +14,7 @@ schedule's `compose` profile (its tracking URI pointed at the native server, its
    every MLflow run is FINISHED on the tracking server, tagged with its DAG run and registered.
 2. A worker SIGKILLed with its whole process tree under a training: Airflow's heartbeat timeout
    gives the try up, the retry runs on the other worker and finishes, and the lost try's MLflow
-   run is closed FAILED by the retry's launch (mlrecipes.supervise.reap_superseded).
+   run is closed FAILED by the retry's launch (mlrecipes.launch.reap.reap_superseded).
 
     .venv/bin/python -m pytest -m celery tests/stack/test_native_celery.py
 """

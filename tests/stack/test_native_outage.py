@@ -6,7 +6,7 @@
   every per-iteration metric, registered.
 - An outage past the retry budget (a small one, set by a test schedule): the launch ends with one
   `error:` line, no traceback, nothing registered; the run stays RUNNING (nothing can reach the
-  server to close it) until `python -m mlrecipes.jobs reap` ends it FAILED once the server is back.
+  server to close it) until `mlrecipes reap` ends it FAILED once the server is back.
 
     .venv/bin/python -m pytest -m stack tests/stack/test_native_outage.py
 """
@@ -37,7 +37,7 @@ def start_launch(server, tmp_path, env: dict | None = None) -> tuple[subprocess.
     receipt = tmp_path / "run.json"
     base = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mlrecipes.jobs", "run", "xgboost", *PARAMS, "--receipt", str(receipt)],
+        [sys.executable, "-m", "mlrecipes", "run", "xgboost", *PARAMS, "--receipt", str(receipt)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, start_new_session=True,
         env={**base, **server.user_env(), "MLRECIPES_DATA_DIR": str(FIXTURE_DATA), **(env or {})},
     )
@@ -133,7 +133,7 @@ def test_an_outage_past_the_retry_budget_fails_in_one_line_and_registers_nothing
     # Once the server is back, the reaper ends it (the job's next launch would too, past its timeout).
     time.sleep(2)
     base = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    reaper = subprocess.run([sys.executable, "-m", "mlrecipes.jobs", "reap", "--older-than", "1s", "--job", "xgboost"],
+    reaper = subprocess.run([sys.executable, "-m", "mlrecipes", "reap", "--older-than", "1s", "--job", "xgboost"],
                             capture_output=True, text=True, cwd=tmp_path, timeout=300,
                             env={**base, **server.user_env()})
     assert reaper.returncode == 0, reaper.stderr

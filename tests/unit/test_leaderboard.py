@@ -4,7 +4,7 @@ import mlflow
 from omegaconf import OmegaConf
 from test_registry import GATE, RMSE_GATE, gated
 
-from mlrecipes import leaderboard, registry
+from mlrecipes import cli, leaderboard, registry
 
 
 def test_champion_previous_latest_own_metric_and_last_move(tracking_uri, capsys):
@@ -35,6 +35,6 @@ def test_champion_previous_latest_own_metric_and_last_move(tracking_uri, capsys)
     (line,) = [m for m in moves if m.startswith("ticks-xgboost")]
     assert "@champion -> version 2 (from version 1)" in line and "promote, forced: back after the fix" in line
 
-    assert leaderboard.main([]) == 0
+    assert cli.main(["leaderboard"]) == 0
     out = capsys.readouterr().out
     assert "test_rmse" in out and "last move of @champion" in out

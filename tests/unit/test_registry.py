@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from mlrecipes import cli as mlrecipes_cli
 from mlrecipes import data, evaluate, registry
 from mlrecipes.errors import UserError
 
@@ -144,7 +145,7 @@ def test_the_gate_records_the_airflow_task_its_caller_hands_it(tracking_uri, mon
 
 def cli(capsys, *argv) -> tuple[int, str, str]:
     capsys.readouterr()  # what came before: not the command's
-    code = registry.main(list(argv))
+    code = mlrecipes_cli.main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -167,7 +168,7 @@ def test_promote_through_the_gate(three, capsys):
                  if k.startswith("audit.champion.")]
     assert record["action"] == "promote" and record["from"] == "2" and not record["forced"]
     assert record["by"] and record["at"].endswith("Z") and "T" in record["at"]
-    assert record["command"] == "python -m mlrecipes.registry promote m 4"
+    assert record["command"] == "mlrecipes promote m 4"
     assert "test_accuracy 0.95 reaches the threshold 0.9" in record["reason"]
 
 

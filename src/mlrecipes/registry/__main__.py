@@ -1,7 +1,7 @@
-"""`python -m mlrecipes.registry ...`: the registry's command line (cli.py)."""
+"""`python -m mlrecipes.registry VERB ...` is `mlrecipes VERB ...` (promote, rollback, history)."""
 
 import sys
 
-from mlrecipes.registry.cli import main
+from mlrecipes.cli import main
 
-sys.exit(main())
+sys.exit(main(sys.argv[1:]))

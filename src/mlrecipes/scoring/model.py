@@ -55,8 +55,8 @@ def no_alias(client, name: str, alias: str) -> str:
     verdict = latest.tags.get("gate.decision")
     said = f", {verdict}: {latest.tags.get('gate.reason', '')}" if verdict else ""
     return (f"no version of {name} has alias {alias} ({len(versions)} registered; the latest, version "
-            f"{latest.version}{said}); promote one with `python -m mlrecipes.registry "
-            f"{'' if alias == 'champion' else f'--alias {alias} '}promote {name} {latest.version}` or score "
+            f"{latest.version}{said}); promote one with `mlrecipes promote {name} {latest.version}"
+            f"{'' if alias == 'champion' else f' --alias {alias}'}` or score "
             f"a version with -P model={latest.version}{hint}")
 
 

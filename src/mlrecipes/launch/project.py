@@ -1,25 +1,14 @@
-"""The launcher: the one way to run a job of conf/schedule.yaml as an MLflow Project, and its CLI.
-
-    python -m mlrecipes.jobs list
-    python -m mlrecipes.jobs run xgboost -P limit=1000 -P overrides="seed=7"
-    python -m mlrecipes.jobs run-all              # every job whose project exists, then the leaderboard
-    python -m mlrecipes.jobs prepare-env tf_mnist_cnn   # build or repair a job's environment only
-    python -m mlrecipes.jobs run xgboost --memory-limit-mb 2048   # stop it past 2 GB (run FAILED)
-    python -m mlrecipes.jobs reap --older-than 10m      # end FAILED the RUNNING runs lost with their host
-
-The Airflow DAG file, `make run` and users all launch through `run`, which:
+"""Launch one job of conf/schedule.yaml as an MLflow Project: the one way every caller runs a job
+(`mlrecipes run`, `make run`, the Airflow task). `launch`:
 1. creates the MLflow run itself (the same call `mlflow run` makes), so its id is known from
    the start: written to `--receipt` for Airflow's XCom, and closed by us if the project never does;
-2. makes sure the project's environment is complete, under a per-environment file lock;
+2. makes sure the project's environment is complete, under a per-environment file lock (envs);
 3. runs the project with `mlflow.projects.run(..., run_id=<id>)` in this process: the Python API
    behind the `mlflow run` CLI, with parameters as a dict (never a shell string). In-process
-   because MLflow 3's CLI spends ~4.5 s importing its server and assistant modules before it runs
-   anything; one MLflow import per launch keeps the warm overhead over `python train.py` small.
-   SIGTERM/SIGINT are forwarded to every process under us, so a killed task leaves its run KILLED.
-
-The pieces live in their own modules: `schedule` (the schedule file, params, the receipt),
-`envs` (environment lock, check, rebuild), `supervise` (signals, children); this module launches
-and is the CLI. mlflow is imported inside the functions that launch, not at the top.
+   because MLflow 3's CLI spends seconds importing its server modules before it runs anything;
+   one MLflow import per launch keeps the warm overhead over `python train.py` small.
+   SIGTERM/SIGINT are forwarded to every process under us (supervise), so a killed task leaves its
+   run KILLED. mlflow is imported inside the functions that launch, not at the top.
 """
 
 from __future__ import annotations
@@ -28,39 +17,26 @@ import json
 import math
 import os
 import signal
-import subprocess
 import sys
-import time
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 
 from mlrecipes.airflow_context import airflow_tags
-from mlrecipes.envs import env_dir_for, is_marked, prepare_env
 from mlrecipes.errors import (
     EXIT_TERMINATED,
     EXIT_USER_ERROR,
     UserError,
-    exit_now,
     one_line,
     see,
     tracking_failure,
 )
+from mlrecipes.launch.envs import env_dir_for, is_marked
+from mlrecipes.launch.preflight import absolute_data_dir
+from mlrecipes.launch.reap import reap, reap_superseded
+from mlrecipes.launch.supervise import Children, Terminated, TreeMemory, death_signal, project_exit_status, signal_name
 from mlrecipes.paths import REPO_ROOT
-from mlrecipes.preflight import absolute_data_dir, check_data
-from mlrecipes.schedule import Job, Schedule, check_params, load_schedule, memory_limit
+from mlrecipes.schedule import Job, check_params
 from mlrecipes.store import store_init_lock
-from mlrecipes.supervise import (
-    Children,
-    Terminated,
-    TreeMemory,
-    death_signal,
-    parse_duration,
-    project_exit_status,
-    reap,
-    reap_superseded,
-    signal_name,
-)
 
 
 def project_run_kwargs(job: Job, params: dict[str, str], run_id: str, experiment_id: str) -> dict:
@@ -102,20 +78,6 @@ def environ_replaced(env: dict[str, str]):
         os.environ.update(saved)
 
 
-def _experiment_id(client, name: str) -> str:
-    from mlflow.exceptions import MlflowException
-
-    for _ in range(3):  # two launchers may create the same experiment at once
-        exp = client.get_experiment_by_name(name)
-        if exp is not None:
-            return exp.experiment_id
-        try:
-            return client.create_experiment(name)
-        except MlflowException:
-            time.sleep(0.5)
-    raise UserError(f"cannot create experiment {name!r}")
-
-
 def _write_receipt(path: str | None, receipt: dict) -> None:
     if not path:
         return
@@ -147,12 +109,14 @@ def _launch(job: Job, params: dict[str, str], receipt: str | None) -> int:
     from mlflow.exceptions import ExecutionException, MlflowException
     from mlflow.projects.utils import _create_run
 
+    from mlrecipes import tracking
+
     uri = os.environ["MLFLOW_TRACKING_URI"]  # child_env's: absolute
     mlflow.set_tracking_uri(uri)
     try:
         with store_init_lock(uri):  # MLflow 3.17 creates a new SQLite store's tables without a lock
             client = mlflow.MlflowClient(uri)
-        experiment_id = _experiment_id(client, job.experiment)
+        experiment_id = tracking.ensure_experiment(client, job.experiment)  # opens on its runs table
         # Runs of this job lost with their host: older than the job's timeout, Airflow stopped
         # waiting for them long ago, and a run still building its environment is never that old.
         reap(client, job.timeout_minutes * 60, [experiment_id], job=job.name)
@@ -179,7 +143,7 @@ def _launch(job: Job, params: dict[str, str], receipt: str | None) -> int:
         rc = 0
         if job.env_manager != "local" and not is_marked(env_dir_for(job)):
             # Checked or built in a child, so a SIGTERM also stops its pip installs.
-            rc = children.run([sys.executable, "-m", "mlrecipes.jobs", "prepare-env", job.name],
+            rc = children.run([sys.executable, "-m", "mlrecipes", "prepare-env", job.name],
                               env=dict(os.environ), cwd=REPO_ROOT)
         if rc == 0:
             with children.project(), TreeMemory(job.memory_limit_mb) as memory, \
@@ -205,7 +169,7 @@ def _launch(job: Job, params: dict[str, str], receipt: str | None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         # The tracking server went away past the retry budget: nobody can close the run now (each
         # call would wait another budget); the reaper ends it FAILED once the server is back.
-        reaping = "; `python -m mlrecipes.jobs reap` (or the job's next launch) ends it FAILED"
+        reaping = "; `mlrecipes reap` (or the job's next launch) ends it FAILED"
         status = "RUNNING"
         if lost is not None:
             print(f"[jobs] {job.name}: tracking server unreachable, MLflow run {run_id} left RUNNING{reaping}",
@@ -256,124 +220,3 @@ def _close(client, run_id: str, rc: int, children: Children, memory, exit_status
         status = "KILLED" if children.signaled else ("FINISHED" if rc == 0 else "FAILED")
         client.set_terminated(run_id, status)
     return rc, status
-
-
-def run_all(schedule: Schedule) -> int:
-    # Every model once: trainings only. Scoring jobs (entry point predict) need a champion and
-    # their input table; sweeps (many trainings) run on their own schedule or with `run <job>`.
-    jobs = [job for job in schedule.existing() if job.entry_point == "main"]
-    # Data first: without it every job would build its environment (minutes) and then fail.
-    check_data([(job, child_env(job)) for job in jobs])
-    failed = []
-    for job in jobs:
-        print(f"[jobs] === {job.name} ===", flush=True)
-        rc = launch(job)
-        if rc == EXIT_TERMINATED:
-            return rc
-        if rc:
-            failed.append(job.name)
-    skipped = [j.name for j in schedule.jobs.values() if not j.exists]
-    if skipped:
-        print(f"[jobs] skipped (project not present): {', '.join(skipped)}", flush=True)
-    others = [j.name for j in schedule.existing() if j.entry_point != "main"]
-    if others:
-        print(f"[jobs] not run here (scoring, sweeps: `python -m mlrecipes.jobs run <job>`): {', '.join(others)}",
-              flush=True)
-    if jobs:
-        env = child_env(jobs[0])
-        subprocess.run([sys.executable, "-m", "mlrecipes.leaderboard", "--tracking-uri", env["MLFLOW_TRACKING_URI"]],
-                       env=env, check=False)
-    if failed:
-        print(f"error: failed job(s): {', '.join(failed)}", file=sys.stderr, flush=True)
-        return 1
-    return 0
-
-
-def _reap(schedule: Schedule, max_age_s: float, job: str | None) -> int:
-    import mlflow
-
-    if job is not None:
-        schedule.job(job)  # an unknown name is an error, not "nothing to reap"
-    uris = {child_env(j)["MLFLOW_TRACKING_URI"] for j in schedule.jobs.values()}
-    for uri in sorted(uris):
-        with store_init_lock(uri):
-            client = mlflow.MlflowClient(uri)
-        reaped = reap(client, max_age_s, job=job)
-        print(f"[jobs] {uri}: {len(reaped)} stale run(s) ended FAILED", flush=True)
-    return 0
-
-
-# ---------------------------------------------------------------- CLI
-
-
-def _param(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition("=")
-    if not sep or not name:
-        raise ValueError(f"expected name=value, got {text!r}")  # argparse reports it as usage
-    return name, value
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m mlrecipes.jobs", description=__doc__.split("\n")[0])
-    parser.add_argument("--schedule", help="schedule file (default: $MLRECIPES_SCHEDULE or conf/schedule.yaml)")
-    parser.add_argument("--profile", help="profile (default: $MLRECIPES_PROFILE or local)")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="the jobs, their schedule and whether their project exists")
-    run = sub.add_parser("run", help="run one job with `mlflow run`")
-    run.add_argument("job")
-    run.add_argument("-P", dest="params", action="append", type=_param, default=[], metavar="NAME=VALUE")
-    run.add_argument("--receipt", help="write {run_id, experiment_id, url, status} as JSON here")
-    run_all_parser = sub.add_parser("run-all", help="run every job whose project exists, then print the leaderboard")
-    for p in (run, run_all_parser):
-        p.add_argument("--memory-limit-mb", metavar="MB",
-                       help="stop a run whose process tree's RSS passes MB (run FAILED, exit 2); "
-                            "default: the job's memory_limit_mb")
-    reaper = sub.add_parser("reap", help="end FAILED the RUNNING runs whose heartbeat is older than --older-than")
-    reaper.add_argument("--older-than", default="10m", metavar="AGE", help="e.g. 90s, 10m, 2h, 1d (default 10m)")
-    reaper.add_argument("--job", help="only runs of this job (tag mlrecipes.job)")
-    prep = sub.add_parser("prepare-env", help="check, repair or build a job's project environment")
-    prep.add_argument("job")
-    sub.add_parser("pools", help="the Airflow pools, one 'name<TAB>slots<TAB>description' a line")
-    args = parser.parse_args(argv)
-    # Children (prepare-env, the Airflow task) must read the same file and profile.
-    if args.schedule:
-        os.environ["MLRECIPES_SCHEDULE"] = str(Path(args.schedule).resolve())
-    if args.profile:
-        os.environ["MLRECIPES_PROFILE"] = args.profile
-    try:
-        schedule = load_schedule()
-        if args.command == "list":
-            from mlrecipes.schedule import job_problems  # the DAG file's verdict on each job
-
-            problems = job_problems(schedule)
-            for job in schedule.jobs.values():
-                state = problems[job.name] or "ready"
-                print(f"{job.name:18} {job.project:12} {str(job.schedule):12} {job.pool:14} {state}")
-            return 0
-        if args.command == "pools":
-            for name, pool in schedule.pools.items():
-                print(f"{name}\t{pool.get('slots', 1)}\t{pool.get('description', '')}")
-            return 0
-        if args.command == "prepare-env":
-            path = prepare_env(schedule.job(args.job))
-            print(f"[jobs] environment ready: {path or 'local (none)'}", flush=True)
-            return 0
-        if args.command == "reap":
-            return _reap(schedule, parse_duration(args.older_than), args.job)
-        if args.memory_limit_mb is not None:  # the command line wins over the schedule
-            limit = memory_limit(args.memory_limit_mb, "--memory-limit-mb")
-            schedule = replace(schedule, jobs={n: replace(j, memory_limit_mb=limit) for n, j in schedule.jobs.items()})
-        if args.command == "run":
-            return launch(schedule.job(args.job), dict(args.params), args.receipt)
-        return run_all(schedule)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        return EXIT_USER_ERROR
-    except Terminated:
-        return EXIT_TERMINATED
-
-
-if __name__ == "__main__":
-    exit_now(main())
