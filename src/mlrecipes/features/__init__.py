@@ -26,9 +26,14 @@ missing, not computed from a shorter window: a prediction then sees a value trai
 computed or a missing value, never a quietly different number, and `short_rows` (per feature too)
 says how many rows were affected, for scoring to report.
 
-Polars, not DuckDB: bench/features.py computes conf/features/ticks.yaml over a generated 5 M-row
-tick table with both (and with the pandas groupby-rolling code a user would write); see
-bench/results/features.json. MEASURED: see the figures below.
+Polars, not DuckDB, by measurement (bench/features.py, bench/results/features.json): the 12
+features of ticks.yaml over a 5 M-row, 4-symbol tick table on 2 shared cores took Polars 4.5-5.1 s
+(about 1 M rows/s, peak RSS 2.1 GB with the table) against 8.6-9.6 s and 2.8 GB for the pandas
+groupby / shift / rolling code a user would write, and 286 s (3.7 GB) for the same definition as
+DuckDB window SQL, all three agreeing to 2e-8 (relative). DuckDB evaluates each window frame on its own
+(segment trees over a few very large partitions: one per symbol) and its RANGE frames are the
+slow part; Polars' rolling kernels stream each key's sorted rows once per feature and run a
+layer's independent features in parallel.
 """
 
 from .featureset import FeatureSet, Slice

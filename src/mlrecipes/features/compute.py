@@ -1,7 +1,7 @@
 """The features of a table, computed with Polars lazy expressions per key in time order.
 
 How the no-look-ahead guarantee is built, not hoped for:
-- rows are sorted by (key, order, input position) and every window is `.over(key)`: a window never
+- rows are sorted by (key, order), stably (input position breaks ties), and every window is `.over(key)`: a window never
   sees another key, and a lag / row window only looks backwards (`shift(n)` with n >= 1,
   `rolling_*` ending at the current row);
 - a time-span window is (t - span, t], closed on the right, ending at the current tick. Ticks of one
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -59,14 +60,17 @@ def prepare(table: pa.Table, features: list[Feature], key: str | None, order: st
     if missing:
         raise UserError(f"{missing} rows have no {order!r} value: every row needs its time to compute features")
     by = [c for c in (key, order) if c]
-    frame = frame.sort([*by, ROW])
+    frame = frame.sort(by, maintain_order=True)  # stable: ticks of one timestamp keep the input order
     if not any(f.span is not None for f in features):
         return frame, 1, "ms"
     dtype = frame.schema[order]
     unit = _time_unit(dtype)
     time = pl.col(order).cast(pl.Datetime("ms")) if isinstance(dtype, pl.Date) else pl.col(order)
     frame = frame.with_columns(time.dt.epoch(unit).alias(TIME))
-    frame = frame.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).over(by).alias(CLOCK))  # rank within a tie
+    # rank within a tie: the position past the first row of its run of one (key, time)
+    position = pl.int_range(pl.len(), dtype=pl.Int64)
+    starts = pl.any_horizontal([(pl.col(c) != pl.col(c).shift(1)).fill_null(True) for c in by])
+    frame = frame.with_columns((position - pl.when(starts).then(position).forward_fill()).alias(CLOCK))
     largest = int(frame.get_column(CLOCK).max() or 0) + 1
     ties = 1 << (largest - 1).bit_length()
     spread = int(frame.get_column(TIME).max()) - int(frame.get_column(TIME).min())
@@ -168,7 +172,11 @@ def compute(table: pa.Table, features: list[Feature], key: str | None, order: st
     keep = [f.name for f in features]
     if complete:
         keep += [_ok(f.name) for f in features] + ([order] if order else [])
-    return plan.sort(ROW).select(keep).collect()
+    done = plan.select([ROW, *keep]).collect()
+    # back to the input's order: the inverse of the sort's permutation (a gather, cheaper than a sort)
+    inverse = np.empty(done.height, dtype=np.int64)
+    inverse[done.get_column(ROW).to_numpy()] = np.arange(done.height)
+    return done.select(keep)[inverse]
 
 
 def to_arrow(column: pl.Series) -> pa.Array:
