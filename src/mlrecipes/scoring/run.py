@@ -48,8 +48,10 @@ def run(project_dir: Path, argv: list[str]) -> int:
         cfg = config.compose(project_dir, [*config.parse_argv(argv), "+scoring=default"], optional=("data.target",))
         checked = settings(cfg)  # before a run of our own exists: a bad value creates none
         if not attached:
-            mlflow.set_experiment(str(cfg.scoring.experiment))
-            active = mlflow.start_run()
+            from mlrecipes.tracking import ensure_experiment  # opens on its runs table in the UI
+
+            active = mlflow.start_run(experiment_id=ensure_experiment(mlflow.MlflowClient(),
+                                                                      str(cfg.scoring.experiment)))
         score_run(cfg, checked, active.info.run_id, signals)
 
     outcome = lifecycle.guarded(body, what="scoring run", run_id=lambda: active.info.run_id if active else None,
