@@ -26,20 +26,20 @@ def with_memory_limit(schedule: Schedule, value) -> Schedule:
 
 
 def job_for(schedule: Schedule, target: str, entry_point: str) -> Job:
-    """A job of the schedule with that entry point, or an ad-hoc one for a project under projects/.
+    """The job of the schedule named `target` when its entry point is this one, else an ad-hoc job
+    of the project named `target` (job and project names may coincide: `xgboost`).
 
-    An ad-hoc job takes the profile's defaults (store, environment manager, limits) from the first
-    job of the same project, and the experiment MLflow would use for `mlflow run -e <entry point>`:
-    scoring runs go to `<registered model>-scoring` by default (conf/scoring), a sweep to the
+    An ad-hoc job takes the profile's settings (store, environment manager, limits) from the first
+    job of the same project; scoring runs go to the experiment `<project>-scoring`, a sweep to the
     project's training experiment."""
-    if target in schedule.jobs:
-        job = schedule.jobs[target]
-        if job.entry_point != entry_point:
-            raise UserError(f"job {target!r} runs entry point {job.entry_point!r}, not {entry_point!r}; "
-                            f"`mlrecipes run {target}` runs it")
+    job = schedule.jobs.get(target)
+    if job is not None and job.entry_point == entry_point:
         return job
     same = [j for j in schedule.jobs.values() if j.project == target]
     if not same:
+        if job is not None:
+            raise UserError(f"job {target!r} runs entry point {job.entry_point!r}, not {entry_point!r}; "
+                            f"`mlrecipes run {target}` runs it")
         projects = sorted({j.project for j in schedule.jobs.values()})
         raise UserError(f"{target!r} is neither a job nor a project of the schedule; projects: {', '.join(projects)}")
     base = same[0]
