@@ -70,12 +70,13 @@ class MlflowJobOperator(BaseOperator):
 
         argv = [sys.executable, "-m", "mlrecipes", "run", self.job]
         params = dict(context["params"])
-        if "interval" in params and not params["interval"] and params.get("interval_column"):
-            # A job on a time column: the run's data interval is the slice it scores (and a rerun
-            # replaces), or the end of the window it trains on (with `lookback`).
+        if not params.get("window") and params.get("window_column"):
+            # A job on a time column: the run's data interval is its window (conf/window): the
+            # slice it scores (and a rerun replaces), or the end of the one it trains on (with
+            # `window_length`).
             start, end = context.get("data_interval_start"), context.get("data_interval_end")
             if start is not None and end is not None and start < end:
-                params["interval"] = f"{start.isoformat()}/{end.isoformat()}"
+                params["window"] = f"{start.isoformat()}/{end.isoformat()}"
         for name, value in params.items():
             argv += ["-P", f"{name}={schedule.param_text(value)}"]
         env = {**os.environ, **context_to_airflow_vars(context, in_env_var_format=True)}
@@ -120,7 +121,7 @@ def _build(job: schedule.Job, form: dict) -> DAG:
         "The MLflow run id is in XCom (`mlflow_run_id`) and behind the task's **MLflow run** link."
     )
     timetable = job.schedule
-    if job.schedule and "interval" in params and job.params.get("interval_column"):
+    if job.schedule and job.params.get("window_column"):
         # A job on a time column: a run covers the interval that just ended (a daily run at 00:00
         # scores yesterday); Airflow 3's plain cron schedule would give it an empty interval.
         timetable = CronDataIntervalTimetable(job.schedule, timezone="UTC")

@@ -13,16 +13,21 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mlrecipes.errors import UserError
+from mlrecipes.params import shared_params
 from mlrecipes.paths import SHARED_CONF
 
 
 def parse_argv(argv: list[str]) -> list[str]:
-    """`key=value` words plus `--overrides "a=1 b=2"` (MLflow passes that as one quoted word).
+    """`key=value` words, `--overrides "a=1 b=2"` (MLflow passes that as one quoted word) and the
+    shared parameters of conf/params.yaml, which MLflow passes as `--<name> <value>`.
 
     The free-form string is split with shlex here instead of by the shell, so no user value
-    is ever word-split or glob-expanded by a shell.
+    is ever word-split or glob-expanded by a shell. A shared parameter becomes `<key>=<value>`
+    ahead of every other word, so an `overrides` of the same key wins (as the MLproject's own
+    parameters, which come before `--overrides`); an empty value sets nothing.
     """
     overrides: list[str] = []
+    shared_values: list[str] = []
     words = iter(argv)
     for word in words:
         if word == "--overrides":
@@ -32,11 +37,20 @@ def parse_argv(argv: list[str]) -> list[str]:
             except ValueError as exc:
                 raise UserError(f"malformed overrides string {value!r}: {exc}") from None
         elif word.startswith("--"):
-            raise UserError(f"unknown option {word!r}; pass Hydra overrides as key=value")
+            shared = shared_params()
+            param = shared.get(word[2:])
+            if param is None:
+                valid = ", ".join(f"--{name}" for name in ["overrides", *shared])
+                raise UserError(f"unknown option {word!r}; valid: {valid}; pass Hydra overrides as key=value")
+            value = next(words, None)
+            if value is None:
+                raise UserError(f"option {word} needs a value")
+            if value.strip():
+                shared_values.append(f"{param.key}={value}")
         else:
             overrides.append(word)
     # `-P overrides=` defaults to an empty string; drop empty words MLflow may pass.
-    return [o for o in overrides if o.strip()]
+    return [o for o in [*shared_values, *overrides] if o.strip()]
 
 
 def compose(project_dir: Path, overrides: list[str], optional: tuple[str, ...] = ()) -> DictConfig:

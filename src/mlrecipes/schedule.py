@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import string
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from mlrecipes.errors import UserError, one_line
+from mlrecipes.params import shared_params
 from mlrecipes.paths import REPO_ROOT, SHARED_CONF
 from mlrecipes.store import tracking_uri
 
@@ -32,6 +34,9 @@ _TOKEN = rf"(~{_KEY}(={_VALUE})?|\+{{0,2}}{_KEY}={_VALUE})"
 # Tokens separated by spaces only (a newline separates shell commands). `(?!\n)`: Python's `$`
 # (jsonschema uses re.search) also matches before a final newline, ECMA's (the browser's) does not.
 OVERRIDES_PATTERN = rf"^ *({_TOKEN}( +{_TOKEN})*)? *$(?!\n)"
+# Every character the pattern lets through somewhere (_KEY, _VALUE, `=`, `~`, `+`, the space):
+# any other one is named in the error.
+_OVERRIDES_CHARS = frozenset(string.ascii_letters + string.digits + "_.,:+-/@%[]=~ ")
 
 
 @dataclass(frozen=True)
@@ -178,13 +183,15 @@ def _merge(base: dict, over: dict) -> dict:
 
 
 def project_params(job: Job) -> dict[str, dict]:
-    """The entry point's declared parameters: {name: {type, default}}."""
+    """The entry point's parameters: {name: {type, default}}: those its MLproject declares, then
+    the shared ones of conf/params.yaml (`mlflow run` passes them as `--<name> <value>`)."""
     spec = mlproject(job.project_dir)
     entry = (spec.get("entry_points") or {}).get(job.entry_point)
     if entry is None:
         raise UserError(f"project {job.project} has no entry point {job.entry_point!r}")
-    return {k: (v if isinstance(v, dict) else {"type": "string", "default": v})
-            for k, v in (entry.get("parameters") or {}).items()}
+    declared = {k: (v if isinstance(v, dict) else {"type": "string", "default": v})
+                for k, v in (entry.get("parameters") or {}).items()}
+    return {**declared, **{name: p.spec() for name, p in shared_params().items() if name not in declared}}
 
 
 def form_fields(job: Job, form: dict[str, dict]) -> dict[str, dict]:
@@ -192,6 +199,8 @@ def form_fields(job: Job, form: dict[str, dict]) -> dict[str, dict]:
     out = {}
     for name, spec in project_params(job).items():
         schema = dict(form.get(name) or {"type": _JSON_TYPES.get(spec.get("type", "string"), "string")})
+        if spec.get("description") and "description" not in schema:  # a shared parameter's help
+            schema["description"] = spec["description"]
         if name == "overrides":
             schema["pattern"] = OVERRIDES_PATTERN
         if name == "data":  # the data group's options themselves: no second list to keep in sync
@@ -214,7 +223,8 @@ def data_options(job: Job) -> list[str]:
 
 
 def check_params(job: Job, params: dict) -> dict[str, str]:
-    """Names declared by the project, values of the declared type, overrides well formed."""
+    """Names the entry point takes (its MLproject's or the shared ones), values of their type,
+    overrides well formed."""
     declared = project_params(job)
     out = {}
     for name, value in params.items():
@@ -227,11 +237,26 @@ def check_params(job: Job, params: dict) -> dict[str, str]:
             {"float": float, "int": int}.get(kind, str)(text)
         except ValueError:
             raise UserError(f"parameter {name}={text!r} is not a {kind}") from None
-        if name == "overrides" and not re.search(OVERRIDES_PATTERN, text):
-            raise UserError(f"overrides {text!r}: expected space-separated key=value tokens "
-                            "without quotes or shell characters")
+        if name == "overrides":
+            problem = overrides_problem(text)
+            if problem:
+                raise UserError(problem)
         out[name] = text
     return out
+
+
+def overrides_problem(text: str) -> str | None:
+    """Why an `overrides` value fails OVERRIDES_PATTERN, naming the character (or token) at fault;
+    None when it passes."""
+    if re.search(OVERRIDES_PATTERN, text):
+        return None
+    bad = next((c for c in text if c not in _OVERRIDES_CHARS), None)
+    if bad is not None:
+        what = f"{bad!r} is not allowed"
+    else:  # only allowed characters, in a shape that is no token: `seed`, `a==b`, `=1`
+        token = next((t for t in text.split(" ") if t and not re.fullmatch(_TOKEN, t)), text)
+        what = f"{token!r} is not a key=value token"
+    return f"overrides {text!r}: {what}: expected space-separated key=value tokens without quotes or shell characters"
 
 
 def param_text(value) -> str:

@@ -50,7 +50,7 @@ def test_one_dag_per_existing_job(dagbag, schedule):
 def test_schedules_and_task_settings_match_the_config(dagbag, schedule):
     for job in schedule.existing():
         dag = dagbag.dags[f"mlrecipes_{job.name}"]
-        if job.params.get("interval_column"):  # on a time column: a run covers the interval that just ended
+        if job.params.get("window_column"):  # on a time column: a run covers the interval that just ended
             from airflow.sdk import CronDataIntervalTimetable
 
             assert dag.schedule == CronDataIntervalTimetable(job.schedule, timezone="UTC")

@@ -138,7 +138,7 @@ def test_the_forms_data_choices_are_the_data_groups_options():
     ({"project": "xgboost", "params": {"max_depth": "deep"}}, "parameter max_depth='deep' is not a float"),
     ({"project": "xgboost", "params": {"max_depth": 100}},
      "parameter max_depth=100 is not valid in the trigger form: 100 is greater than the maximum of 32"),
-    ({"project": "xgboost", "params": {"overrides": "seed=1; id"}}, "overrides 'seed=1; id': expected"),
+    ({"project": "xgboost", "params": {"overrides": "seed=1; id"}}, "overrides 'seed=1; id': ';' is not allowed"),
     ({"project": "xgboost", "entry_point": "nope"}, "project xgboost has no entry point 'nope'"),
     ({"project": "xgboost", "schedule": "every day"}, "schedule 'every day' is not a cron expression or preset"),
     ({"project": "xgboost", "schedule": "@dayly"}, "schedule '@dayly' is not a cron expression or preset"),

@@ -1,5 +1,5 @@
 """The example scoring job's DAG run by Airflow (`dag.test()` with a logical date): its data
-interval becomes the row filter, so the run scores exactly that day, and a rerun replaces it."""
+interval becomes its window (the row filter), so the run scores exactly that day, and a rerun replaces it."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_daily_scoring_dag_scores_its_data_interval(airflow_db, run_dag, trackin
     experiment = client.get_experiment_by_name("ticks-lightgbm-scoring")
     first, second = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
     assert first.info.status == second.info.status == "FINISHED"
-    assert second.data.params["interval"] == "2026-01-03T00:00:00+00:00/2026-01-04T00:00:00+00:00"
+    assert second.data.params["window"] == "2026-01-03T00:00:00+00:00/2026-01-04T00:00:00+00:00"
     assert second.data.params["slice"] == "date >= '2026-01-03' and date < '2026-01-04'"
     assert second.data.tags["airflow.dag_id"] == "mlrecipes_ticks_scoring"
     # The job's guard against an input that changed under the model; this day's symbols are all known.

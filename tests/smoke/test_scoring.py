@@ -64,7 +64,7 @@ def snapshot(path) -> dict:
 
 def test_score_a_day_then_rescore_it_without_duplicates(champion):
     out = champion["root"] / "predictions" / "parquet"
-    first = score(champion, f"output={out}", "keys=[ts,symbol]", f"interval={DAY3}", "interval_column=date")
+    first = score(champion, f"output={out}", "keys=[ts,symbol]", f"window={DAY3}", "window_column=date")
     assert first.returncode == 0, first.stderr[-3000:]
     table = read(out)
     assert table.num_rows == day_rows(champion, "2026-01-03") > 0
@@ -95,9 +95,9 @@ def test_score_a_day_then_rescore_it_without_duplicates(champion):
     assert set(pc.unique(table["scoring_run_id"]).to_pylist()) == {run.info.run_id}
     assert set(pc.unique(table["model_run_id"]).to_pylist()) == {champion["run_id"]}
 
-    again = score(champion, f"output={out}", "keys=[ts,symbol]", f"interval={DAY3}", "interval_column=date")
+    again = score(champion, f"output={out}", "keys=[ts,symbol]", f"window={DAY3}", "window_column=date")
     assert again.returncode == 0, again.stderr[-3000:]
-    other = score(champion, f"output={out}", "keys=[ts,symbol]", f"interval={DAY4}", "interval_column=date")
+    other = score(champion, f"output={out}", "keys=[ts,symbol]", f"window={DAY4}", "window_column=date")
     assert other.returncode == 0, other.stderr[-3000:]
     table = read(out)
     day3 = table.filter(pc.equal(table["date"], "2026-01-03"))
@@ -112,8 +112,8 @@ def test_delta_output_replaces_the_slice_in_one_transaction(champion):
 
     out = champion["root"] / "predictions" / "delta"
     for _ in range(2):
-        result = score(champion, f"output={out}", "format=delta", "keys=[ts]", f"interval={DAY3}",
-                       "interval_column=date")
+        result = score(champion, f"output={out}", "format=delta", "keys=[ts]", f"window={DAY3}",
+                       "window_column=date")
         assert result.returncode == 0, result.stderr[-3000:]
     table = DeltaTable(str(out))
     assert table.version() == 1 and table.metadata().partition_columns == ["date", "symbol"]
@@ -121,8 +121,8 @@ def test_delta_output_replaces_the_slice_in_one_transaction(champion):
     assert rows.num_rows == day_rows(champion, "2026-01-03")
     assert set(pc.unique(rows["scoring_run_id"]).to_pylist()) == {result.run.info.run_id}
     assert result.run.data.params["output.format"] == "delta"
-    appended = score(champion, f"output={out}", "format=delta", "mode=append", "keys=[ts]", f"interval={DAY3}",
-                     "interval_column=date")
+    appended = score(champion, f"output={out}", "format=delta", "mode=append", "keys=[ts]", f"window={DAY3}",
+                     "window_column=date")
     assert appended.returncode == 0, appended.stderr[-3000:]
     assert DeltaTable(str(out)).to_pyarrow_table().num_rows == 2 * day_rows(champion, "2026-01-03")
 
@@ -195,7 +195,7 @@ def test_categories_the_model_never_saw_are_counted_and_can_stop_the_write(champ
     day3 = read(one).filter(pc.equal(pc.field("date"), "2026-01-03"))
     n = day3.filter(pc.equal(day3["symbol"], 5930)).num_rows  # read back with inferred types: 5930 is a number
     assert 0 < n < day3.num_rows
-    result = score(champion, f"output={out}", f"interval={DAY3}", "interval_column=date",
+    result = score(champion, f"output={out}", f"window={DAY3}", "window_column=date",
                    f"overrides=data.path={one} scoring.max_unseen_fraction=0.5")
     assert result.returncode == 0, result.stderr[-3000:]
     m = result.run.data.metrics
@@ -214,7 +214,7 @@ def test_categories_the_model_never_saw_are_counted_and_can_stop_the_write(champ
     # Every symbol so: more than scoring.max_unseen_fraction, and nothing is written.
     before = snapshot(out)
     every = _renamed(tmp_path / "every", {s: s.lstrip("0") for s in ("005930", "000660", "035420", "051910")})
-    refused = score(champion, f"output={out}", f"interval={DAY3}", "interval_column=date",
+    refused = score(champion, f"output={out}", f"window={DAY3}", "window_column=date",
                     f"overrides=data.path={every} scoring.max_unseen_fraction=0.5")
     assert refused.returncode != 0, refused.stderr[-3000:]
     assert refused.last_line.startswith(f"error: {day3.num_rows} of {day3.num_rows} rows (100.0%) carry a category")
@@ -240,7 +240,7 @@ BAD = [
     ("missing-column", ["overrides=data.path={tmp}/no_f3"], "input column 'f3' is missing from parquet"),
     ("not-writable", ["output={tmp}/a_file/predictions"], "is not writable"),
     ("unknown-mode", ["mode=upsert"], "unknown scoring.mode 'upsert'; valid: overwrite-slice, append, overwrite"),
-    ("empty-slice", ["interval=2026-02-01T00:00:00+00:00/2026-02-02T00:00:00+00:00", "interval_column=date"],
+    ("empty-slice", ["window=2026-02-01T00:00:00+00:00/2026-02-02T00:00:00+00:00", "window_column=date"],
      "the slice is empty"),
     ("unsafe-cast", ["overrides=data.path={tmp}/f0_text"], "input column 'f0' is string, the model needs double"),
     ("report-by", ["overrides=data.report_by=sector"], "data.report_by: no column 'sector' in parquet"),
@@ -252,7 +252,7 @@ def test_bad_input_fails_cleanly_and_leaves_the_output(champion, tmp_path, param
     _missing_f3(tmp_path, champion)
     out = champion["root"] / "predictions" / "bad"
     if not out.exists():
-        first = score(champion, f"output={out}", f"interval={DAY3}", "interval_column=date")
+        first = score(champion, f"output={out}", f"window={DAY3}", "window_column=date")
         assert first.returncode == 0, first.stderr[-3000:]
     before = snapshot(out)
     words = [w.format(tmp=tmp_path) for w in params]

@@ -211,8 +211,8 @@ def test_a_sweep_on_a_rolling_window_of_a_table(run_sweep, tracking_uri, ticks, 
     space.write_text("objective: val_accuracy\nn_trials: 2\nsampler: {name: random, seed: 0}\n"
                      "params:\n  model.params.num_leaves: choice(7, 15)\n")
     result = run_sweep("lightgbm", f"sweep={space}", "data=parquet",
-                       "interval=2026-01-04T00:00:00+00:00/2026-01-05T00:00:00+00:00", "interval_column=date",
-                       "lookback=2d", f"overrides=data.path={ticks['parquet']} data.target=direction "
+                       "window=2026-01-04T00:00:00+00:00/2026-01-05T00:00:00+00:00", "window_column=date",
+                       "window_length=2d", f"overrides=data.path={ticks['parquet']} data.target=direction "
                        "data.name=ticks_sweep data.exclude=[date,ts,next_return,up] model.num_boost_round=5",
                        experiment="tables")
     assert result.returncode == 0, result.stderr[-4000:]

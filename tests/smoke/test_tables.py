@@ -90,12 +90,12 @@ def test_report_by_a_partition_that_is_no_feature(run_project, ticks):
 
 @pytest.mark.smoke
 def test_a_rolling_window_through_the_mlproject_params(run_project, ticks):
-    """What a scheduled retraining passes: Airflow's data interval, the column, and a lookback; the
+    """What a scheduled retraining passes: Airflow's data interval, the column, and a length; the
     run trains on the 2 days before the interval's end."""
     by_time = "data.split=time data.time_column=ts"  # the latest ticks are the test set
     result = run_project("lightgbm", "data=parquet", "num_boost_round=10",
-                         "interval=2026-01-04T00:00:00+00:00/2026-01-05T00:00:00+00:00", "interval_column=date",
-                         "lookback=2d", f"overrides=data.path={ticks['parquet']} data.target=direction "
+                         "window=2026-01-04T00:00:00+00:00/2026-01-05T00:00:00+00:00", "window_column=date",
+                         "window_length=2d", f"overrides=data.path={ticks['parquet']} data.target=direction "
                          f"data.name=ticks_window {FEATURES} {by_time} {LOW_GATE}", experiment="tables")
     assert result.returncode == 0, result.stderr[-3000:]
     p = result.run.data.params
@@ -103,12 +103,12 @@ def test_a_rolling_window_through_the_mlproject_params(run_project, ticks):
     window = t.filter(pc.and_(pc.greater_equal(t["date"], "2026-01-03"), pc.less(t["date"], "2026-01-05")))
     assert int(p["data.rows.read"]) == window.num_rows
     assert p["data.source.filter"] == "date >= '2026-01-03' and date < '2026-01-05'"
-    assert p["data.lookback"] == "2d" and p["data.interval_column"] == "date"
+    assert p["window.length"] == "2d" and p["window.column"] == "date"
     # Two days later: test rows later than any the champion trained on. The gate re-scores the
     # champion on them before comparing.
     later = run_project("lightgbm", "data=parquet", "num_boost_round=10",
-                        "interval=2026-01-06T00:00:00+00:00/2026-01-07T00:00:00+00:00", "interval_column=date",
-                        "lookback=2d", f"overrides=data.path={ticks['parquet']} data.target=direction "
+                        "window=2026-01-06T00:00:00+00:00/2026-01-07T00:00:00+00:00", "window_column=date",
+                        "window_length=2d", f"overrides=data.path={ticks['parquet']} data.target=direction "
                         f"data.name=ticks_window {FEATURES} {by_time}", experiment="tables")
     assert later.returncode == 0, later.stderr[-3000:]
     reason = later.run.data.tags["gate.reason"]

@@ -46,11 +46,14 @@ def test_fixture_is_real_mnist_subset():
 
 
 def test_a_time_window_on_an_image_set_is_one_line():
-    """The GBDT MLprojects pass interval / interval_column / lookback to every data group; only
-    tables have a time column, and an empty value (the MLproject's default) is no window."""
-    assert len(data.load(mnist_cfg(FIXTURE.parent, interval="", interval_column="", lookback="")).y_test) == 200
-    with pytest.raises(UserError, match=r"^data.lookback is for tables \(parquet, delta, csv\); data=mnist has no"):
-        data.load(mnist_cfg(FIXTURE.parent, interval="", interval_column="", lookback="30d"))
+    """Every entry point takes the window's parameters (conf/params.yaml), whatever its data; only
+    tables have a time column, and an empty value (the parameters' default) is no window."""
+    def composed(**window):
+        return OmegaConf.create({"data": mnist_cfg(FIXTURE.parent), "window": window}).data
+
+    assert len(data.load(composed(interval="", column="", length=None)).y_test) == 200
+    with pytest.raises(UserError, match=r"^window.length is for tables \(parquet, delta, csv\); data=mnist has no"):
+        data.load(composed(interval="", column="", length="30d"))
 
 
 def test_an_image_set_has_no_column_to_report_by(tracking_uri):

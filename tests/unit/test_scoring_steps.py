@@ -46,7 +46,7 @@ def test_interval_on_a_date_column_and_a_timestamp_column():
 
 
 @pytest.mark.parametrize(("interval", "column", "message"), [
-    ("2026-01-03/2026-01-04", None, "needs scoring.interval_column"),
+    ("2026-01-03/2026-01-04", None, "needs window.column"),
     ("2026-01-03/2026-01-04", "when", "unknown column 'when'"),
     ("yesterday/today", "date", "expected START/END in ISO 8601"),
     ("2026-01-04/2026-01-03", "date", "START must be before END"),
@@ -54,7 +54,7 @@ def test_interval_on_a_date_column_and_a_timestamp_column():
 ])
 def test_bad_intervals(interval, column, message):
     with pytest.raises(UserError, match=message):
-        tables.interval_conditions(interval, column, SCHEMA, key="scoring")
+        tables.interval_conditions(interval, column, SCHEMA)
 
 
 def test_the_slice_as_a_delta_predicate():
@@ -173,7 +173,7 @@ def test_settings_of_a_good_config():
     (["scoring.output="], "scoring.output is required"),
     (["scoring.model=runs:/abc/model"], "use @<alias>, a version number or models:/"),
     (["scoring.images=validation"], "scoring.images must be test or train, got 'validation'"),
-    (["scoring.interval=2026-01-03/2026-01-04"], "scoring.interval is for tables"),
+    (["window.interval=2026-01-03/2026-01-04"], "window.interval is for tables"),
 ])
 def test_settings_refuse_a_bad_value(overrides, message):
     with pytest.raises(UserError, match=message):

@@ -22,6 +22,12 @@ def cfg(path, **extra):
     return OmegaConf.create({**base, **extra})
 
 
+def with_window(data_cfg, **window):
+    """A data group as a run composes it: beside the time window (conf/window), which the reader reads."""
+    return OmegaConf.create({"data": data_cfg, "window": {"column": None, "interval": None, "length": None,
+                                                          **window}}).data
+
+
 def count(table, expression) -> int:
     return int(pc.sum(expression.cast(pa.int64())).as_py() or 0) if expression is not None else table.num_rows
 
@@ -66,45 +72,45 @@ def test_time_filters_on_columns_with_and_without_a_zone(tmp_path):
             assert got.num_rows == rows, (zone, value)
 
 
-def test_a_rolling_window_keeps_the_interval_end_and_looks_back():
+def test_a_rolling_window_keeps_the_interval_end_and_reaches_back_its_length():
     schema = pa.schema([("ts", pa.timestamp("us", tz="UTC")), ("date", pa.string())])
     week = "2026-01-05T00:00:00+00:00/2026-01-12T00:00:00+00:00"  # a weekly DAG run's data interval
-    assert tables.interval_conditions(week, "ts", schema, lookback="30d") == [
+    assert tables.interval_conditions(week, "ts", schema, length="30d") == [
         ["ts", "ge", "2025-12-13T00:00:00"], ["ts", "lt", "2026-01-12T00:00:00"]]
-    assert tables.interval_conditions(week, "date", schema, lookback="2w") == [
+    assert tables.interval_conditions(week, "date", schema, length="2w") == [
         ["date", "ge", "2025-12-29"], ["date", "lt", "2026-01-12"]]
-    assert tables.interval_conditions(week, "ts", schema, lookback="90m")[0] == ["ts", "ge", "2026-01-11T22:30:00"]
+    assert tables.interval_conditions(week, "ts", schema, length="90m")[0] == ["ts", "ge", "2026-01-11T22:30:00"]
     # No interval: the window ends now (a date column: at today's midnight, UTC).
     today = pd.Timestamp.now(tz="UTC").normalize()
-    assert tables.interval_conditions("", "date", schema, lookback="3d") == [
+    assert tables.interval_conditions("", "date", schema, length="3d") == [
         ["date", "ge", (today - pd.Timedelta(days=3)).date().isoformat()], ["date", "lt", today.date().isoformat()]]
-    start, end = (pd.Timestamp(c[2]) for c in tables.interval_conditions(None, "ts", schema, lookback="12h"))
+    start, end = (pd.Timestamp(c[2]) for c in tables.interval_conditions(None, "ts", schema, length="12h"))
     assert end - start == pd.Timedelta(hours=12)
     assert abs(pd.Timestamp.now(tz="UTC").tz_localize(None) - end) < pd.Timedelta(minutes=1)
 
 
-@pytest.mark.parametrize(("lookback", "column", "message"), [
-    ("30 days", "ts", "data.lookback '30 days': expected a length such as 30d"),
+@pytest.mark.parametrize(("length", "column", "message"), [
+    ("30 days", "ts", "window.length '30 days': expected a length such as 30d"),
     ("0d", "ts", "expected a length such as 30d"),
     ("12h", "date", "'date' holds dates, so START and END must be midnights"),
-    ("3d", None, "data.interval needs data.interval_column"),
+    ("3d", None, "window.interval needs window.column"),
 ])
-def test_bad_lookbacks(lookback, column, message):
+def test_bad_lengths(length, column, message):
     schema = pa.schema([("ts", pa.timestamp("us")), ("date", pa.string())])
     with pytest.raises(UserError, match=message):
-        tables.interval_conditions("2026-01-05/2026-01-12", column, schema, lookback=lookback)
+        tables.interval_conditions("2026-01-05/2026-01-12", column, schema, length=length)
 
 
-def test_a_lookback_without_its_column_names_the_lookback():
+def test_a_length_without_its_column_names_the_length():
     schema = pa.schema([("ts", pa.timestamp("us"))])
-    with pytest.raises(UserError, match=r"^data.lookback needs data.interval_column \(the time or date column"):
-        tables.interval_conditions("", None, schema, lookback="30d")
+    with pytest.raises(UserError, match=r"^window.length needs window.column \(the time or date column"):
+        tables.interval_conditions("", None, schema, length="30d")
 
 
 def test_training_reads_only_the_window(ticks):
     """The fixture's ticks span 2026-01-02..06: a 2-day window ending 2026-01-05 reads the 3rd and 4th."""
-    ds = data.load(cfg(ticks["parquet"], split="time", time_column="ts", interval_column="ts", lookback="2d",
-                       interval="2026-01-01T00:00:00+00:00/2026-01-05T00:00:00+00:00"))
+    ds = data.load(with_window(cfg(ticks["parquet"], split="time", time_column="ts"), column="ts", length="2d",
+                               interval="2026-01-01T00:00:00+00:00/2026-01-05T00:00:00+00:00"))
     every = tables.open_table(cfg(ticks["parquet"])).read(["ts", "direction"])
     window = pc.and_(pc.greater_equal(every["ts"], pd.Timestamp("2026-01-03")),
                      pc.less(every["ts"], pd.Timestamp("2026-01-05")))

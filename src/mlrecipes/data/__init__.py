@@ -59,7 +59,7 @@ class Reader:
 
     read: Callable[..., Dataset]  # (data group, task) -> Dataset
     images: bool = False  # an IDX image set: classification only, scored image by image
-    windowed: bool = False  # a table with a time column: data.interval / lookback apply
+    windowed: bool = False  # a table with a time column: the time window (conf/window) applies
 
 
 READERS: dict[str, Reader] = {
@@ -69,7 +69,6 @@ READERS: dict[str, Reader] = {
     **{kind: Reader(load_table, windowed=True) for kind in tables.KINDS},
 }
 KINDS = tuple(READERS)
-WINDOW_KEYS = ("interval", "interval_column", "lookback")
 
 
 def is_image_set(data_cfg) -> bool:
@@ -83,8 +82,6 @@ def load(cfg, task: str = "classification") -> Dataset:
     kind = str(cfg.kind)
     require(kind in READERS, f"unknown data.kind '{kind}'; valid: {', '.join(KINDS)}")
     reader = READERS[kind]
-    if not reader.windowed:  # the MLproject passes the window keys to every data group
-        window = [k for k in WINDOW_KEYS if cfg.get(k)]
-        require(not window, f"data.{window[0] if window else ''} is for tables (parquet, delta, csv); "
-                            f"data={cfg.name} has no time column")
+    if not reader.windowed:  # the window's parameters are every entry point's, whatever its data
+        tables.require_no_window(cfg)
     return reader.read(cfg, task)

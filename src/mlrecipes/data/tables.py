@@ -213,10 +213,38 @@ def delta_storage_options(uri: str, options: dict) -> dict[str, str] | None:
 
 
 def conditions(cfg, schema: pa.Schema) -> list[list]:
-    """The rows a data group selects: its `filters`, then its time window (`interval`, `lookback`)."""
+    """The rows a data group selects: its `filters`, then the run's time window (conf/window). The
+    one place the window is read: the rows training reads, the slice scoring scores."""
+    window = window_of(cfg)
     return [*as_conditions(cfg.get("filters")),
-            *interval_conditions(cfg.get("interval") or "", cfg.get("interval_column"), schema,
-                                 lookback=cfg.get("lookback") or None, key="data")]
+            *interval_conditions(window.get("interval") or "", window.get("column"), schema,
+                                 length=window.get("length") or None)]
+
+
+WINDOW_KEYS = ("interval", "column", "length")
+
+
+def window_of(cfg) -> dict:
+    """The time window (conf/window: column, interval, length) of the config this data group was
+    composed into, the `window` node beside it; {} for a data group on its own (no window)."""
+    from omegaconf import DictConfig, OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    if not isinstance(cfg, DictConfig):
+        return {}
+    try:
+        window = OmegaConf.select(cfg, "..window", default=None)  # relative: the data group's parent
+    except OmegaConfBaseException:  # the data group is the root: composed on its own
+        return {}
+    return OmegaConf.to_container(window, resolve=True) if isinstance(window, DictConfig) else {}
+
+
+def require_no_window(cfg) -> None:
+    """For a data group without a time column (an IDX image set): a window that is set is an error."""
+    window = window_of(cfg)
+    given = [k for k in WINDOW_KEYS if window.get(k)]
+    require(not given, f"window.{given[0] if given else ''} is for tables ({', '.join(KINDS)}); "
+                       f"data={cfg.get('name')} has no time column")
 
 
 def as_conditions(spec) -> list[list]:
@@ -232,21 +260,21 @@ def as_conditions(spec) -> list[list]:
     return [list(c) if isinstance(c, list | tuple) else c for c in spec]
 
 
-LOOKBACK_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+LENGTH_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
-def interval_conditions(interval: str, column: str | None, schema: pa.Schema, lookback: str | None = None,
-                        key: str = "data") -> list[list]:
-    """`START/END` on `column`: [[column, ge, START], [column, lt, END]] in the column's own terms.
+def interval_conditions(interval: str, column: str | None, schema: pa.Schema, length: str | None = None) -> list[list]:
+    """`START/END` on `column`: [[column, ge, START], [column, lt, END]] in the column's own terms
+    (window.interval on window.column).
 
-    `lookback` (30d, 12h, 4w; data groups only) makes START = END - lookback: a weekly retraining
-    on the last 30 days gets Airflow's data interval as `interval` and keeps only its END. Without
-    an interval, END is now (a date column: today's midnight, UTC)."""
-    if not interval and not lookback:
+    `length` (30d, 12h, 4w: window.length) makes START = END - length: a weekly retraining on the
+    last 30 days gets Airflow's data interval as `interval` and keeps only its END. Without an
+    interval, END is now (a date column: today's midnight, UTC)."""
+    if not interval and not length:
         return []
-    require(bool(column), f"{key}.{'interval' if interval else 'lookback'} needs {key}.interval_column "
+    require(bool(column), f"window.{'interval' if interval else 'length'} needs window.column "
                           "(the time or date column it filters)")
-    require(column in schema.names, f"{key}.interval_column: unknown column '{column}'; "
+    require(column in schema.names, f"window.column: unknown column '{column}'; "
                                     f"columns: {', '.join(schema.names)}")
     kind = value_type(schema.field(column).type)
     dates = not pa.types.is_timestamp(kind)
@@ -255,23 +283,23 @@ def interval_conditions(interval: str, column: str | None, schema: pa.Schema, lo
         try:
             start, end = (datetime.fromisoformat(t.strip()) for t in (start_text, end_text))
         except ValueError:
-            raise UserError(f"{key}.interval {interval!r}: expected START/END in ISO 8601, "
+            raise UserError(f"window.interval {interval!r}: expected START/END in ISO 8601, "
                             "e.g. 2026-01-03T00:00:00+00:00/2026-01-04T00:00:00+00:00") from None
-        require(bool(sep) and start < end, f"{key}.interval {interval!r}: START must be before END")
+        require(bool(sep) and start < end, f"window.interval {interval!r}: START must be before END")
         start, end = _utc(start), _utc(end)
     else:
         end = datetime.now(UTC).replace(tzinfo=None)
         end = end.replace(hour=0, minute=0, second=0, microsecond=0) if dates else end
-    if lookback:
-        match = re.fullmatch(r"\s*(\d+)\s*([mhdw])\s*", str(lookback))
+    if length:
+        match = re.fullmatch(r"\s*(\d+)\s*([mhdw])\s*", str(length))
         require(match is not None and int(match[1]) > 0,
-                f"{key}.lookback {lookback!r}: expected a length such as 30d, 12h, 90m or 4w")
-        start = end - timedelta(**{LOOKBACK_UNITS[match[2]]: int(match[1])})
+                f"window.length {length!r}: expected a length such as 30d, 12h, 90m or 4w")
+        start = end - timedelta(**{LENGTH_UNITS[match[2]]: int(match[1])})
     if not dates:
         return [[column, "ge", start.isoformat()], [column, "lt", end.isoformat()]]
     midnight = all(t.time() == datetime.min.time() for t in (start, end))
-    require(midnight, f"{key}.interval {interval or lookback!r}: '{column}' holds dates, so START and END "
-                      "must be midnights")
+    require(midnight, f"window.{'interval' if interval else 'length'} {interval or length!r}: '{column}' holds "
+                      "dates, so START and END must be midnights")
     return [[column, "ge", start.date().isoformat()], [column, "lt", end.date().isoformat()]]
 
 

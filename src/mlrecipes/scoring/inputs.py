@@ -1,4 +1,4 @@
-"""What a scoring run reads: the slice of a table (the data group's filters plus the interval) or
+"""What a scoring run reads: the slice of a table (the data group's filters plus the window) or
 an IDX set's images, as a stream of chunks in the model's input form."""
 
 from __future__ import annotations
@@ -52,8 +52,7 @@ def open_input(cfg, model: Model, settings: Settings) -> Input:
     require(model.features is not None, f"model {model.name} was trained on images; data={cfg.data.kind} is a table")
     source = tables.open_table(cfg.data)
     schema = source.schema
-    conditions = [*tables.conditions(cfg.data, schema),  # the data group's filters and window, then the slice
-                  *tables.interval_conditions(str(s.interval or ""), s.get("interval_column"), schema, key="scoring")]
+    conditions = tables.conditions(cfg.data, schema)  # the slice: the data group's filters and the window
     source.filter, source.filter_text = tables.filter_expression(conditions, schema)
     describe, filter_text = source.describe(), source.filter_text
     keys = [str(k) for k in (s["keys"] or [])]

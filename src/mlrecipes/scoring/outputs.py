@@ -1,7 +1,7 @@
 """Where predictions go, written safely and idempotently.
 
-The *slice* is the rows the filter selects (`data.filters` plus the interval); `overwrite-slice`
-replaces exactly what an earlier scoring of the same slice wrote:
+The *slice* is the rows the filter selects (`data.filters` plus the window, conf/window);
+`overwrite-slice` replaces exactly what an earlier scoring of the same slice wrote:
 - Delta: one transaction, `write_deltalake(mode="overwrite", predicate=<the filter as SQL>)`; a
   run that fails or is killed commits nothing.
 - Parquet: files are written to a staging directory beside the output, then moved in and the

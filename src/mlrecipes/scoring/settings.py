@@ -45,5 +45,5 @@ def settings(cfg) -> Settings:
     images = is_image_set(cfg.data)
     if images:
         require(str(s.images) in ("test", "train"), f"scoring.images must be test or train, got {str(s.images)!r}")
-        require(not s.interval, "scoring.interval is for tables; an IDX image set has no time column")
+        tables.require_no_window(cfg.data)  # conf/window: a table's time column
     return Settings(mode, fmt, batch_size, max_unseen, output_uri, images)

@@ -1,4 +1,4 @@
-"""The slice a scoring run writes (the data group's filters plus the interval), as the output
+"""The slice a scoring run writes (the data group's filters plus the window), as the output
 knows it: a Delta predicate for `overwrite-slice`, an id naming a Parquet output's files."""
 
 from __future__ import annotations
