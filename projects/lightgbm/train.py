@@ -12,7 +12,7 @@ import mlflow
 from mlflow.entities import Metric
 from omegaconf import OmegaConf
 
-from mlrecipes import recipe
+from mlrecipes import explain, recipe
 from mlrecipes.data import tabular
 from mlrecipes.errors import UserError, require
 from mlrecipes.sweep import pruning
@@ -61,24 +61,6 @@ class LogRounds:
             self.pending = []
 
 
-def log_importance(booster, features: list[str]) -> None:
-    """Split and gain importance per feature (JSON, and a chart for tables of <= 100 columns)."""
-    for kind in ("split", "gain"):
-        importance = booster.feature_importance(importance_type=kind)
-        mlflow.log_dict(dict(zip(features, importance.tolist(), strict=True)), f"feature_importance_{kind}.json")
-        if len(features) > recipe.MAX_IMPORTANCE_FEATURES:
-            continue
-        import matplotlib.pyplot as plt
-
-        order = importance.argsort()
-        fig, ax = plt.subplots(figsize=(6.4, 1.5 + 0.25 * len(features)))
-        ax.barh([features[i] for i in order], importance[order])
-        ax.set(title=f"Feature importance ({kind})", xlabel="importance")
-        fig.tight_layout()
-        mlflow.log_figure(fig, f"feature_importance_{kind}.png")
-        plt.close(fig)
-
-
 def fit(cfg, ds) -> recipe.Trained:
     m = cfg.model
     require(m.num_boost_round >= 1, f"model.num_boost_round must be >= 1, got {m.num_boost_round}")
@@ -119,7 +101,10 @@ def fit(cfg, ds) -> recipe.Trained:
     chosen = {k: params[k] for k in ("objective", "num_class") if k in params}
     mlflow.log_params({**chosen, "metric": ",".join(metrics)})
     mlflow.log_metrics({"best_iteration": booster.best_iteration, "stopped_iteration": booster.current_iteration()})
-    log_importance(booster, booster.feature_name())
+    # Gain and split counts of the trees up to the best iteration; contributions of a test sample (TreeSHAP).
+    explain.explain(cfg, ds, booster.feature_name(), booster.feature_importance("gain"),
+                    booster.feature_importance("split"),
+                    lambda X: booster.predict(X, pred_contrib=True, num_iteration=booster.best_iteration))
 
     def log_model(**kw):
         # save_model keeps trees up to best_iteration, so the logged model is the early-stopped one.

@@ -9,7 +9,7 @@ import mlflow
 import xgboost as xgb
 from omegaconf import OmegaConf
 
-from mlrecipes import lifecycle, recipe
+from mlrecipes import explain, lifecycle, recipe
 from mlrecipes.data import tabular
 from mlrecipes.errors import UserError, require
 from mlrecipes.sweep import pruning
@@ -58,8 +58,8 @@ def fit(cfg, ds) -> recipe.Trained:
     except xgb.core.XGBoostError as exc:
         raise UserError(f"xgboost rejected the data: {str(exc).splitlines()[0]}") from None
     # Autolog records the xgboost params and the per-iteration train/validation metrics;
-    # the recipe logs the model itself (with signature) and the datasets. Feature importance
-    # only for tables: MNIST's 784-bar chart says nothing and costs ~6 s to draw.
+    # the recipe logs the model itself (with signature) and the datasets. Its weight importance
+    # only for tables: MNIST's 784-bar chart says nothing and costs ~6 s to draw (explain: by gain).
     importance = ["weight"] if dtrain.num_col() <= recipe.MAX_IMPORTANCE_FEATURES else []
     mlflow.xgboost.autolog(log_models=False, log_datasets=False, silent=True, importance_types=importance)
     try:
@@ -77,6 +77,12 @@ def fit(cfg, ds) -> recipe.Trained:
         raise UserError(f"xgboost rejected the parameters: {str(exc).splitlines()[0]}") from None
     curve.finish(lambda rounds, X: booster.predict(X, iteration_range=(0, rounds)))
     best = booster[: booster.best_iteration + 1]  # keep only the early-stopped trees
+    # Total gain (LightGBM's "gain") and split counts per feature, 0 for a feature never split on;
+    # contributions of a test sample (TreeSHAP).
+    features = best.feature_names or [f"f{i}" for i in range(best.num_features())]
+    gain, splits = best.get_score(importance_type="total_gain"), best.get_score(importance_type="weight")
+    explain.explain(cfg, ds, features, [gain.get(f, 0.0) for f in features], [splits.get(f, 0) for f in features],
+                    lambda X: best.predict(xgb.DMatrix(X, enable_categorical=True), pred_contribs=True))
 
     def log_model(**kw):
         if ds.feature_names is None:  # images: the xgboost flavor as is
