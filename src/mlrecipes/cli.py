@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 from mlrecipes.errors import EXIT_TERMINATED, EXIT_USER_ERROR, UserError, exit_now, readable_output
+from mlrecipes.lifecycle import Terminated
 
 PROG = "mlrecipes"
 
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
+    except (Terminated, KeyboardInterrupt):  # a signal before any child ran (launch.supervise)
         return EXIT_TERMINATED
 
 
