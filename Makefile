@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # The embedded default store: one SQLite file in the repository, nothing to start.
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 
-.PHONY: help setup run leaderboard promote rollback history test test-fast ui bench airflow-start airflow-stop airflow-trigger up down lint
+.PHONY: help setup run leaderboard promote rollback history test test-fast ui bench airflow-start airflow-stop airflow-trigger up down lint docs docs-build screenshots
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -66,6 +66,23 @@ airflow-trigger: setup  ## make airflow-trigger DAG=mlrecipes_xgboost CONF='{"li
 bench: setup  ## full-MNIST benchmark of every variant and the peers, then the fixed cost of a tiny run -> bench/results*, README tables
 	$(PY) bench/run.py
 	$(PY) bench/fixed_cost.py
+
+# The documentation site (mkdocs.yml): docs/gen_reference.py writes the reference pages at every build.
+$(VENV)/.docs-installed: pyproject.toml | $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[docs]'
+	touch $@
+
+docs: $(VENV)/.docs-installed  ## the documentation site on http://127.0.0.1:8000, rebuilt on every edit
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:8000
+
+# Built into a temporary directory and dropped: CI wants the verdict; SITE=dir keeps the HTML.
+docs-build: $(VENV)/.docs-installed  ## build the site with every warning an error (as CI does) [SITE=dir]
+	@site="$${SITE:-$$(mktemp -d)}"; NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir "$$site" \
+	  && { test -n "$$SITE" || rm -rf "$$site"; }
+
+screenshots: setup  ## the MLflow UI pictures of the docs (docs/images/*.png), from the browser test's real runs
+	$(PY) -m pytest tests/browser/test_mlflow_ui.py
+	cp tests/artifacts/mlflow_experiment.png tests/artifacts/mlflow_compare.png tests/artifacts/mlflow_model_version.png docs/images/
 
 up:  ## full stack (PostgreSQL, MLflow server, Airflow 3) with Docker Compose; needs .env (docs/stack.md)
 	test -f .env || python3 compose/make_env.py

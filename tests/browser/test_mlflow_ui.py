@@ -4,7 +4,8 @@ Every project under projects/ (and each of its conf/arch variants) is run once t
 `mlflow run` CLI on the committed fixture data, with tiny settings; then `mlflow server` serves
 the UI on 127.0.0.1 and the test reads what a user would see: the experiment page lists each
 model's run, and the compare view shows their test_accuracy side by side.
-Screenshots: tests/artifacts/mlflow_experiment.png and tests/artifacts/mlflow_compare.png.
+Screenshots: tests/artifacts/mlflow_experiment.png, mlflow_compare.png and mlflow_model_version.png
+(a registered version with its gate tags); `make screenshots` copies them into docs/images/.
 """
 
 from __future__ import annotations
@@ -263,3 +264,22 @@ def test_compare_view_shows_accuracy_side_by_side(store, ui, browser):
     screenshot(browser, "mlflow_compare.png")
     expected = [ui_metric(r.data.metrics["test_accuracy"]) for r in runs]
     assert shown == expected, dict(zip(names, shown, strict=True))
+
+
+def test_model_version_page_shows_the_gate_tags(store, ui, browser):
+    """The page of a registered version shows the gate's verdict: gate.decision and gate.reason."""
+    from selenium.webdriver.common.by import By
+
+    client = mlflow.MlflowClient(store["uri"])
+    name = sorted(m.name for m in client.search_registered_models())[0]
+    version = client.get_model_version_by_alias(name, "champion")
+    reason = version.tags["gate.reason"]
+    browser.get(f"{ui}/#/models/{name}/versions/{version.version}")
+
+    def gate_tags_shown(d):
+        text = d.find_element(By.TAG_NAME, "body").text
+        return "gate.decision" in text and "gate.reason" in text and reason[:40] in text
+
+    wait(browser, gate_tags_shown, f"the gate tags of {name} version {version.version}")
+    close_assistant(browser)
+    screenshot(browser, "mlflow_model_version.png")
