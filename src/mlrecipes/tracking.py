@@ -6,10 +6,12 @@ import re
 import subprocess
 import time
 import warnings
+from pathlib import Path
 
 import mlflow
 from omegaconf import DictConfig, OmegaConf
 
+from mlrecipes import locks
 from mlrecipes.airflow_context import airflow_tags
 from mlrecipes.config import flatten
 from mlrecipes.data import Dataset
@@ -95,6 +97,8 @@ def set_tags(cfg: DictConfig) -> None:
         "mlrecipes.dataset": cfg.data.name,
         "mlflow.runName": f"{cfg.project}-{cfg.variant}",
         **git_state(),
+        # The lock the environment was built from (`mlflow run` starts the entry point in the project's directory).
+        **locks.run_tags(Path.cwd()),
     }
     tags.update(airflow_tags())
     mlflow.set_tags(tags)

@@ -113,3 +113,74 @@ def test_two_cold_jobs_of_one_env_build_it_once(tiny, tmp_path):
         outputs.append(out)
     assert sum("building environment" in out for out in outputs) == 1
     assert envs.is_marked(env_dir) and envs.check_env(env_dir, ["tinydep==0.1"]) is None
+
+
+# ---------------------------------------------------------------- locks and uv (#37)
+
+
+def _lock_tiny(tiny, tmp_path, build_pip: bool = True) -> Path:
+    """The tiny project installs a lock (`-r requirements.lock`, the wheel's real hash) like the real projects."""
+    import hashlib
+
+    project = Path(tiny.job("tiny_a").project_dir)
+    wheel = tmp_path / "wheels" / "tinydep-0.1-py3-none-any.whl"
+    (project / "requirements.in").write_text("tinydep==0.1\n")
+    (project / "requirements.lock").write_text(
+        f"tinydep==0.1 \\\n    --hash=sha256:{hashlib.sha256(wheel.read_bytes()).hexdigest()}\n")
+    build = "build_dependencies:\n  - pip\n" if build_pip else ""
+    (project / "python_env.yaml").write_text(f'python: "3.11.7"\n{build}dependencies:\n  - -r requirements.lock\n')
+    return project
+
+
+@pytest.mark.smoke  # builds a real (tiny) virtualenv
+def test_locked_env_is_checked_against_the_lock(tiny, tmp_path):
+    project = _lock_tiny(tiny, tmp_path)
+    job = tiny.job("tiny_a")
+    env_dir = envs.prepare_env(job)
+    assert envs.is_marked(env_dir)
+    # The environment's name hashes the lock: a new lock never reuses the old environment.
+    lock = project / "requirements.lock"
+    lock.write_text(lock.read_text() + "# a new lock\nextra==1.0 \\\n    --hash=sha256:" + "0" * 64 + "\n")
+    assert envs.env_dir_for(job) != env_dir
+    lock.write_text(lock.read_text().split("# a new lock")[0])
+    assert envs.env_dir_for(job) == env_dir
+    # A package at another version than its pin (edited by hand) is found by the check.
+    dist_info = next(_site_packages(env_dir).glob("tinydep-0.1.dist-info"))
+    metadata = dist_info / "METADATA"
+    metadata.write_text(metadata.read_text().replace("Version: 0.1", "Version: 0.2"))
+    deps, imported = envs.requirements(_python_env(project), project)
+    assert deps == ["tinydep==0.1"] and imported == ["tinydep"]
+    assert envs.check_env(env_dir, deps, imported) == "tinydep is 0.2, not 0.1"
+
+
+def _python_env(project: Path):
+    from mlflow.utils.environment import _PythonEnv
+
+    return _PythonEnv.from_yaml(project / "python_env.yaml")
+
+
+def test_uv_is_given_the_indexes_pip_is_configured_with(monkeypatch, tmp_path):
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
+    monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "file:///srv/simple")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    settings = envs.pip_index_settings()
+    assert str(tmp_path) in settings["UV_FIND_LINKS"].split(",")
+    assert "file:///srv/simple" in settings["UV_EXTRA_INDEX_URL"].split()
+    assert settings["UV_NO_INDEX"] == "1" and settings["UV_INDEX_STRATEGY"] == "unsafe-best-match"
+
+
+@pytest.mark.smoke  # builds a real (tiny) virtualenv with uv
+def test_uv_builds_the_locked_env_offline_from_pips_indexes(tiny, tmp_path, monkeypatch):
+    """env_manager uv: no pyenv step (uv takes 3.11.7 from the PATH); the wheel comes from pip's find-links."""
+    import dataclasses
+
+    for key in [k for k in __import__("os").environ if k.startswith("UV_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))
+    _lock_tiny(tiny, tmp_path, build_pip=False)  # no index: uv could not fetch pip itself
+    job = dataclasses.replace(tiny.job("tiny_a"), env_manager="uv")
+    said = []
+    env_dir = envs.prepare_env(job, say=said.append)
+    assert any("with uv" in line for line in said)
+    assert envs.is_marked(env_dir) and envs.check_env(env_dir, ["tinydep==0.1"]) is None
+    assert (env_dir / "pyvenv.cfg").read_text().count("uv =") == 1  # made by uv, not python -m venv
