@@ -6,18 +6,37 @@ PY := $(VENV)/bin/python
 # The embedded default store: one SQLite file in the repository, nothing to start.
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 
-.PHONY: help setup run leaderboard promote rollback history test test-fast ui bench airflow-start airflow-stop airflow-trigger up down lint docs docs-build screenshots
+.PHONY: help setup setup-dev lock lock-check run leaderboard promote rollback history test test-fast ui bench airflow-start airflow-stop airflow-trigger up down lint docs docs-build screenshots
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-setup: $(VENV)/.installed  ## create .venv (orchestration: mlflow, hydra, airflow, pytest)
+# .venv from its locks (every package pinned, with hashes): requirements/run.lock holds what running
+# needs (mlflow, hydra, airflow, uv), requirements/dev.lock adds what testing needs (the dev extra).
+# Both are compiled from pyproject.toml by `make lock`: Airflow's own constraints file is not
+# reachable from every machine, so the lock stands in for it (one resolution, kept).
+setup: $(VENV)/.installed  ## create .venv with what running needs (requirements/run.lock)
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: requirements/run.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,airflow]'
+	$(PY) -m pip install --quiet -r requirements/run.lock
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
+
+setup-dev: $(VENV)/.installed-dev  ## .venv plus what the tests need (requirements/dev.lock)
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements/dev.lock
+	$(PY) -m pip install --quiet -r requirements/dev.lock
+	touch $@
+
+# One command for every lock: projects/*/requirements*.in -> requirements*.lock (python_env.yaml installs
+# them) and pyproject.toml -> requirements/{run,dev}.lock, with uv for Python 3.11 on linux x86_64.
+lock: setup  ## compile every lock again from its top-level list (UPGRADE=1: newest versions allowed)
+	$(PY) -m mlrecipes.locks compile $${UPGRADE:+--upgrade}
+
+lock-check: setup  ## every lock matches its top-level list (no network)
+	$(PY) -m mlrecipes.locks check
 
 run: setup  ## main job: train, evaluate and register every project, then print the leaderboard
 	$(VENV)/bin/mlrecipes run --all
@@ -41,16 +60,16 @@ history: setup  ## make history MODEL=mnist-xgboost: every move of the champion 
 
 # The smoke runs spend much of their time single-threaded (imports, logging), so two workers
 # share the 2 cores well; the airflow, stack and browser tests start servers and run alone.
-test: setup  ## every test: smoke (real MLflow Project runs, two workers), then unit, airflow, stack, browser
+test: setup-dev  ## every test: smoke (real MLflow Project runs, two workers), then unit, airflow, stack, browser
 	$(PY) -m pytest -n 2 --dist loadfile tests/smoke; smoke=$$?; $(PY) -m pytest --ignore=tests/smoke && exit $$smoke
 
-test-fast: setup  ## unit tests only (no project environments needed)
+test-fast: setup-dev  ## unit tests only (no project environments needed)
 	$(PY) -m pytest tests/unit
 
 ui: setup  ## MLflow UI on http://127.0.0.1:5000 over the embedded store
 	$(VENV)/bin/mlflow ui --backend-store-uri "$(MLFLOW_TRACKING_URI)" --host 127.0.0.1 --port 5000
 
-lint: setup
+lint: setup-dev
 	$(VENV)/bin/ruff check src tests projects airflow bench
 
 airflow-start: setup  ## local Airflow on http://127.0.0.1:8080 (one DAG per job of conf/schedule.yaml)
