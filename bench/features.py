@@ -8,8 +8,10 @@ definition as DuckDB window SQL (ROWS frames, RANGE frames over the same tie-bre
 starts from the same pyarrow Table (read from Parquet in bench/work/) and ends with the table and
 its features in the input's row order, in a process of its own: seconds (compute only; the read is
 reported apart), rows/s and the process's peak RSS. The three results are compared column by
-column. Writes bench/results/features.json; figures are written, never asserted. Heavy: the
-machine's cores are shared, so the figures move with whoever else is running.
+column. Each engine runs --repeats times (DuckDB, minutes a run, --duckdb-repeats), interleaved, and
+the results file holds the median of each and every run with the load average around it: the
+machine's cores are shared, so the figures move with whoever else is running. Writes
+bench/results/features.json; figures are written, never asserted.
 """
 
 from __future__ import annotations
@@ -42,21 +44,14 @@ def definition():
 
 
 def table_path(rows: int) -> Path:
-    """The fixture's tick table with a price: a log-normal walk per symbol (the fixture has no price)."""
-    path = WORK / f"features_ticks_{rows}.parquet"
+    """The fixture's tick table (its price: a log-normal walk per symbol), written once per size."""
+    path = WORK / f"features_fixture_{rows}.parquet"
     if path.exists():
         return path
     import ticks
 
     started = time.perf_counter()
     table = ticks.make(rows=rows, features=2)
-    symbol = table.column("symbol").to_numpy(zero_copy_only=False)
-    steps = 0.0005 * np.random.default_rng(1).normal(size=len(symbol))
-    price = np.empty(len(symbol))
-    for name in np.unique(symbol):  # one walk per symbol, in the table's (time) order
-        mask = symbol == name
-        price[mask] = 100 * np.exp(np.cumsum(steps[mask]))
-    table = table.append_column("price", pa.array(price))
     WORK.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path, row_group_size=1 << 20)
     print(f"generated {rows} rows in {time.perf_counter() - started:.0f} s", flush=True)
@@ -182,9 +177,42 @@ def agreement(names: list[str]) -> dict:
     return out
 
 
+def run_worker(engine: str, rows: int) -> dict:
+    """One measurement in a process of its own, with the machine's load around it (the cores are shared)."""
+    import os
+
+    load = os.getloadavg()[0]
+    done = subprocess.run([sys.executable, __file__, "--rows", str(rows), "--engine", engine],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        print(done.stderr, file=sys.stderr)
+        return {"engine": engine, "error": done.stderr.strip().splitlines()[-1:]}
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    return {**row, "load_average_before": round(load, 2), "load_average_after": round(os.getloadavg()[0], 2)}
+
+
+def summary(runs: list[dict]) -> list[dict]:
+    """Per engine, the median of its runs (seconds, rows/s, peak RSS) and how many there were."""
+    out = []
+    for engine in ENGINES:
+        ok = [r for r in runs if r["engine"] == engine and "error" not in r]
+        if not ok:
+            out.extend(r for r in runs if r["engine"] == engine)
+            continue
+        median = {k: float(np.median([r[k] for r in ok])) for k in ("read_seconds", "seconds", "peak_rss_mb")}
+        rows = ok[0]["rows"]
+        out.append({"engine": engine, "runs": len(ok), "rows": rows, "read_seconds": round(median["read_seconds"], 2),
+                    "seconds": round(median["seconds"], 2), "rows_per_second": round(rows / median["seconds"]),
+                    "peak_rss_mb": round(median["peak_rss_mb"]), "seconds_each": [r["seconds"] for r in ok]})
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=5_000_000)
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of polars and pandas, interleaved")
+    parser.add_argument("--duckdb-repeats", type=int, default=1, help="DuckDB takes minutes a run: in the first "
+                        "round(s) only; 0 leaves it out")
     parser.add_argument("--engine", choices=ENGINES, help=argparse.SUPPRESS)  # a worker process
     args = parser.parse_args()
     if args.engine:
@@ -196,18 +224,20 @@ def main() -> int:
     table_path(args.rows)
     fs = definition()
     results = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "rows": args.rows,
-               "features": fs.names, "lookback": str(fs.lookback()), "engines": []}
-    for engine in ENGINES:
-        print(f"bench {engine} ...", flush=True)
-        done = subprocess.run([sys.executable, __file__, "--rows", str(args.rows), "--engine", engine],
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            results["engines"].append({"engine": engine, "error": done.stderr.strip().splitlines()[-1:]})
-            print(done.stderr, file=sys.stderr)
-            continue
-        row = json.loads(done.stdout.strip().splitlines()[-1])
-        results["engines"].append(row)
-        print(json.dumps(row), flush=True)
+               "features": fs.names, "lookback": str(fs.lookback()),
+               "method": f"{args.repeats} interleaved rounds of polars and pandas (DuckDB in the first "
+                         f"{args.duckdb_repeats}), each run a process of its own; engines: the median of the runs, "
+                         "runs: every run with the load average around it"}
+    runs = []
+    for round_ in range(max(args.repeats, args.duckdb_repeats)):
+        for engine in ENGINES:
+            if round_ >= (args.duckdb_repeats if engine == "duckdb" else args.repeats):
+                continue
+            print(f"bench {engine} (round {round_ + 1}) ...", flush=True)
+            runs.append({**run_worker(engine, args.rows), "round": round_ + 1})
+            print(json.dumps(runs[-1]), flush=True)
+    results["engines"] = summary(runs)
+    results["runs"] = runs
     results["agreement_with_polars"] = agreement(fs.names)
     out = REPO / "bench" / "results" / "features.json"
     out.write_text(json.dumps(results, indent=2) + "\n")

@@ -206,7 +206,7 @@ def test_an_idx_image_set_other_than_mnist(run_project, tracking_uri, tmp_path):
 # message (unknown columns, empty targets, non-numeric targets, incompatible files, raw
 # timestamps, S3 failures) is asserted in-process by tests/unit/test_table_reader.py.
 BAD = [
-    ("filters", [FEATURES, "data.filters=[[price,gt,1]]"], "data.filters: unknown column 'price'"),
+    ("filters", [FEATURES, "data.filters=[[bid,gt,1]]"], "data.filters: unknown column 'bid'"),
     ("time-split-empty", [FEATURES, "data.split=time", "data.time_column=date", "data.test_fraction=0.9"],
      "time split on 'date' leaves train empty"),
     ("delta-version", ["data=delta", "data.path={delta}", "data.version=9", FEATURES], "has no version 9"),

@@ -16,7 +16,7 @@ from mlrecipes.tracking import redacted
 
 def cfg(path, **extra):
     base = {"kind": "parquet", "name": "ticks", "path": str(path), "target": "direction", "columns": None,
-            "exclude": ["date", "ts", "next_return", "up"], "filters": None, "split": "random", "time_column": None,
+            "exclude": ["date", "ts", "next_return", "up", "price"], "filters": None, "split": "random", "time_column": None,
             "split_column": None, "val_fraction": 0.1, "test_fraction": 0.2, "limit": 0, "seed": 1,
             "storage_options": {}}
     return OmegaConf.create({**base, **extra})
@@ -121,7 +121,7 @@ def test_training_reads_only_the_window(ticks):
 
 
 @pytest.mark.parametrize(("filters", "message"), [
-    ([["price", "gt", 1]], "data.filters: unknown column 'price'"),
+    ([["bid", "gt", 1]], "data.filters: unknown column 'bid'"),
     ([["ts", "ge", "yesterday"]], "data.filters: ['yesterday'] cannot be compared with column 'ts'"),
     ([["f0", "like", 1]], "data.filters: unknown operator 'like'"),
     ([["f0", "gt", "abc"]], "cannot be compared with column 'f0'"),
