@@ -16,8 +16,8 @@ from mlrecipes.tracking import redacted
 
 def cfg(path, **extra):
     base = {"kind": "parquet", "name": "ticks", "path": str(path), "target": "direction", "columns": None,
-            "exclude": ["date", "ts", "next_return", "up", "price"], "filters": None, "split": "random", "time_column": None,
-            "split_column": None, "val_fraction": 0.1, "test_fraction": 0.2, "limit": 0, "seed": 1,
+            "exclude": ["date", "ts", "next_return", "up", "price"], "filters": None, "split": "random",
+            "time_column": None, "split_column": None, "val_fraction": 0.1, "test_fraction": 0.2, "limit": 0, "seed": 1,
             "storage_options": {}}
     return OmegaConf.create({**base, **extra})
 
