@@ -60,7 +60,9 @@ def model_example(ds, X_test, pred: np.ndarray) -> dict:
         return {"signature": infer_signature(example, pred[:5]), "input_example": example}
     from mlrecipes import data, table_model
 
-    example = data.raw_rows(ds.X_test.iloc[:5])
+    # With a fitted transform X_test holds transformed values; the model takes them as read.
+    example = data.raw_rows(ds.X_test.iloc[:5]) if getattr(ds, "transform", None) is None else \
+        ds.scoring_input().iloc[:5]
     out = table_model.output(pred[:5], ds.task, ds.class_names)
     return {"signature": infer_signature(example, out), "input_example": example}
 
@@ -75,11 +77,24 @@ def log_table_model(framework: str, booster, ds, **kwargs):
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / f"booster.{suffix}")
         booster.save_model(path)  # lightgbm: the best iteration when early stopping found one
+        artifacts, config = {"booster": path}, {}
+        # The model carries its feature definition (scoring computes from it) and its fitted transform.
+        if getattr(ds, "feature_set", None):
+            config["feature_set"] = ds.feature_set
+        if getattr(ds, "transform", None) is not None:
+            from mlrecipes.features import transform
+
+            artifacts["transform"] = str(Path(tmp) / "transform.skops")
+            trusted = transform.save(ds.transform, artifacts["transform"])
+            config["transform"] = {"name": transform.name_of(ds.transform), "columns": list(ds.transform_columns),
+                                   "trusted": trusted}
+            kwargs["pip_requirements"] = [*kwargs.get("pip_requirements", []),
+                                          *pinned_requirements("scikit-learn", "skops")]
         return mlflow.pyfunc.log_model(
             python_model=str(Path(__file__).with_name("table_model.py")),
-            artifacts={"booster": path},
+            artifacts=artifacts,
             model_config={"framework": framework, "task": ds.task, "features": list(ds.feature_names),
-                          "categories": ds.categories, "class_names": list(ds.class_names)},
+                          "categories": ds.categories, "class_names": list(ds.class_names), **config},
             **kwargs,
         )
 
@@ -209,6 +224,9 @@ def steps(cfg, fit: Callable, ds=None, register: bool = True) -> Outcome:
         ds = data.load(cfg.data, task)
         mlflow.log_metric("ingest_seconds", time.perf_counter() - ingest_started)  # read + type + split
     tracking.log_dataset(ds)
+    require(ds.feature_names is not None or not (cfg.get("features") or {}).get("define"),
+            f"features.define: window features are for tables, and data={ds.name} is an image set; set features=none")
+    tracking.log_features(ds)  # the feature definition (features.yaml) and the names, when the table has them
     # A table's reader has checked the column and read its test values (data.test_rows); an image set has none.
     report_by = cfg.data.get("report_by")
     require(not report_by or ds.feature_names is not None,

@@ -11,6 +11,13 @@ typing, then the native booster, and returns a frame a scorer can write as is:
 It is copied into the model by `mlflow.pyfunc.log_model(python_model=<this file>)`, so it must
 not import mlrecipes: a model loads wherever MLflow and the booster's library are installed.
 The booster is a plain artifact in its library's own format (booster.ubj / booster.txt).
+
+A model trained with window features (mlrecipes.features) carries their definition in its config
+(`feature_set`): scoring reads it from here, never from today's config, computes the features over
+the slice and the history before it, and hands them over as columns. The model itself does not
+compute them: a window needs rows before the ones being scored. A fitted transform
+(features.transform) is an artifact (`transform`, skops) this file applies itself: float32 columns
+in, the transformer, float32 out, as the recipe applied it to the training rows.
 """
 
 
@@ -46,6 +53,22 @@ def output(raw: np.ndarray, task: str, class_names: list[str]) -> pd.DataFrame:
     return out
 
 
+def load_transform(path: str, trusted: list[str]):
+    """The fitted transformer; `trusted`: the types its training run named (skops loads nothing else)."""
+    import skops.io as sio
+
+    return sio.load(path, trusted=list(trusted))
+
+
+def transformed(frame: pd.DataFrame, transformer, columns: list[str]) -> pd.DataFrame:
+    """`columns` of a typed frame through the fitted transformer, as float32."""
+    out = frame.copy()
+    values = np.asarray(transformer.transform(frame[columns]), dtype=np.float32)
+    for i, name in enumerate(columns):
+        out[name] = values[:, i]
+    return out
+
+
 def load_booster(framework: str, path: str):
     if framework == "xgboost":
         import xgboost
@@ -73,11 +96,18 @@ class TableModel(PythonModel):
         self.features, self.categories = list(config["features"]), dict(config["categories"])
         self.class_names = list(config.get("class_names") or [])
         self.booster = load_booster(self.framework, context.artifacts["booster"])
+        self.feature_set = config.get("feature_set")  # read by scoring (mlrecipes.scoring.model)
+        spec = config.get("transform") or {}
+        self.transform_columns = list(spec.get("columns") or [])
+        self.transformer = (load_transform(context.artifacts["transform"], spec.get("trusted") or [])
+                            if self.transform_columns else None)
 
     # The hint: MLflow warns about a `predict` without one. A DataFrame is a hint it infers no schema
     # from and wraps nothing for, so the logged signature still validates the input.
     def predict(self, context, model_input: pd.DataFrame, params=None):
         frame = typed(model_input, self.features, self.categories)
+        if self.transformer is not None:
+            frame = transformed(frame, self.transformer, self.transform_columns)
         out = output(predict_raw(self.framework, self.booster, frame), self.task, self.class_names)
         out.index = model_input.index
         return out

@@ -147,3 +147,25 @@ def _log_dataset(ds: Dataset) -> None:
         **ds.params,
         "data.rows.train": len(ds.y_train), "data.rows.validation": len(ds.y_val), "data.rows.test": len(ds.y_test),
     })
+
+
+def log_features(ds: Dataset) -> None:
+    """A table's window features: the definition the model carries, as `features.yaml`, and the
+    names (`features.names`), their count and the history they need (`features.lookback`) as params;
+    the fitted transform's class (`features.transform.class`). Nothing for a table without them."""
+    definition = getattr(ds, "feature_set", None)
+    transform = getattr(ds, "transform", None)
+    if definition:
+        import yaml
+
+        from mlrecipes.features import FeatureSet
+
+        fs = FeatureSet.from_dict(definition)
+        mlflow.log_text(yaml.safe_dump(definition, sort_keys=False), "features.yaml")
+        names = ",".join(fs.names)  # MLflow keeps 6000 characters of a param; features.yaml has them all
+        mlflow.log_params({"features.names": names if len(names) <= 6000 else names[:5996] + ",...",
+                           "features.count": len(fs),
+                           "features.lookback": str(fs.lookback())})
+    if transform is not None:
+        kind = type(transform)
+        mlflow.log_param("features.transform.class", f"{kind.__module__}.{kind.__qualname__}")

@@ -84,14 +84,16 @@ def stringlike(kind) -> bool:
     return pa.types.is_string(kind) or pa.types.is_large_string(kind)
 
 
-def projection(read: list[str], features: list[str], schema) -> dict:
-    """Numeric features cast to float32 during the scan: half the memory of float64 on large tables."""
+def projection(read: list[str], features: list[str], schema, exact: list[str] = ()) -> dict:
+    """Numeric features cast to float32 during the scan: half the memory of float64 on large tables.
+    `exact`: columns read as stored, model features or not: the ones window features are computed
+    from, which scoring reads as stored too (a return of float32 prices is not the return of the prices)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     return {name: (pc.field(name).cast(pa.float32(), safe=False)
-                   if name in features and numeric(schema.field(name).type) else pc.field(name))
-            for name in read}
+                   if name in features and name not in exact and numeric(schema.field(name).type) else pc.field(name))
+            for name in dict.fromkeys(read)}
 
 
 def feature(column):

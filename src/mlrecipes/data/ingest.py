@@ -1,21 +1,62 @@
 """Table ingest: a table's rows in, a split `Dataset` out.
 
 `load_table` reads a lakehouse table (Parquet / Delta / CSV, local or S3, see `tables`): only the
-columns the run needs, numbers cast to float32 during the scan. `from_arrow` is the part every
-table reader shares (`sklearn_sets` too): rows without a target dropped and counted, features
-typed (string categories are the training rows' values; missing values kept), rows split by
-`splits.split_table` (random, time or column).
+columns the run needs, numbers cast to float32 during the scan. With a `features` group beside the
+data group (conf/features, mlrecipes.features), the columns its features read are read too (at
+their own precision, whether or not they are model features), the definition is checked against
+the table before a row is read, and the features are computed on the whole table, per key in time
+order, before rows are dropped or split: validation and test ticks keep their history, and a tick
+without a label is still the history of the next. They join the model's feature columns.
+`from_arrow` is the part every table reader shares (`sklearn_sets` too): rows without a target
+dropped and counted, features typed (string categories are the training rows' values; missing
+values kept), rows split by `splits.split_table` (random, time or column), then the fitted
+transform (features.transform), fitted on the training rows only.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from mlrecipes.data import columns, splits, tables
 from mlrecipes.data.dataset import Dataset
-from mlrecipes.errors import require
+from mlrecipes.errors import UserError, require
+from mlrecipes.features import transform
 
 TASKS = ("classification", "regression")
+
+
+@dataclass
+class TableDataset(Dataset):
+    """A table's Dataset, with what its model must carry to score as it trained: the feature
+    definition its columns were computed with (FeatureSet.to_dict; None without features) and the
+    transform fitted on its training rows (features.transform), with the columns it maps."""
+
+    feature_set: dict | None = None
+    transform: object = None
+    transform_columns: list[str] = field(default_factory=list)
+
+
+def feature_config(cfg):
+    """The `features` group composed beside this data group (its sibling in the run's config, as
+    conf/window is); None for a data group composed on its own."""
+    from omegaconf import DictConfig, OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    if not isinstance(cfg, DictConfig):
+        return None
+    try:
+        return OmegaConf.select(cfg, "..features", default=None)
+    except OmegaConfBaseException:  # the data group is the root
+        return None
+
+
+def feature_set(cfg):
+    """The FeatureSet of the features group beside `cfg` (empty when there is none)."""
+    from mlrecipes.features import FeatureSet
+
+    return FeatureSet.from_config(feature_config(cfg), cfg.get("time_column"))
 
 
 def require_target(target: str, names: list[str], describe: str) -> None:
@@ -28,20 +69,51 @@ def load_table(cfg, task: str = "classification") -> Dataset:
     source = tables.open_table(cfg)
     describe, names = source.describe(), source.columns
     require_target(str(cfg.target), names, describe)
+    fs = feature_set(cfg)
+    if fs:  # a definition the table cannot serve, or one that reads the label: nothing is read
+        fs.validate(source.schema)
+        for leak in fs.reading_now(str(cfg.target))[:1]:
+            raise UserError(f"feature {leak!r} reads the target {str(cfg.target)!r} at its own tick: the label "
+                            "would leak into the model; a past label is a lag (op: lag, n >= 1)")
     features, read = columns.select_columns(cfg, names, source.schema)
-    arrow = source.read(columns.projection(read, features, source.schema))
+    needed = fs.columns_needed()
+    arrow = source.read(columns.projection([*read, *needed], features, source.schema, exact=needed))
+    if fs:
+        arrow = with_features(arrow, fs)
+        features = [*features, *fs.names]
     lineage = {"data.source.uri": source.uri, "data.source.kind": source.kind}
     if source.version is not None:
         lineage["data.source.version"] = source.version
     if source.filter_text:
         lineage["data.source.filter"] = source.filter_text
-    return from_arrow(cfg, task, arrow, features, uri=source.uri, describe=describe, lineage=lineage)
+    return from_arrow(cfg, task, arrow, features, uri=source.uri, describe=describe, lineage=lineage,
+                      definition=fs.to_dict() if fs else None)
+
+
+def with_features(arrow, fs):
+    """The table with its features appended. Rows without a time have none (null): the split drops
+    and counts them as it always has, and no other row's window sees them."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    valid = pc.is_valid(arrow.column(fs.order)) if fs.order else None
+    if valid is None or arrow.column(fs.order).null_count == 0:
+        return fs.compute(arrow)
+    rows = pc.indices_nonzero(valid)
+    computed = fs.compute(arrow.take(rows))
+    # every row's position among the timed rows (null for the others), to put the features back in place
+    place = pc.if_else(valid, pc.subtract(pc.cumulative_sum(pc.cast(valid, pa.int64())), 1),
+                       pa.scalar(None, pa.int64()))
+    for name in fs.names:
+        arrow = arrow.append_column(pa.field(name, pa.float64()), computed.column(name).take(place))
+    return arrow
 
 
 def from_arrow(cfg, task: str, arrow, features: list[str], *, uri: str, describe: str,
-               lineage: dict) -> Dataset:
+               lineage: dict, definition: dict | None = None) -> Dataset:
     """The Dataset of an Arrow table holding `features` and the columns `select_columns` reads
-    besides (target, time, split, report_by)."""
+    besides (target, time, split, report_by). `definition`: the feature definition the table's
+    computed features came from, carried to the model."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -77,15 +149,22 @@ def from_arrow(cfg, task: str, arrow, features: list[str], *, uri: str, describe
         if isinstance(col, columns.Strings):
             test_strings[name] = col.as_read(test)
             X[name], categories[name] = col.fixed_by(train)
+    transformer = transform.build(feature_config(cfg).get("transform")) if feature_config(cfg) else None
+    numbers = [name for name in features if name not in categories] if transformer is not None else []
+    if transformer is not None:
+        # The test rows as read, for whoever scores them as scoring would (data.test_rows): raw values in,
+        # the model applies its transform.
+        test_columns.update({name: X[name][test].astype(np.float64) for name in numbers})
+        transform.fit(transformer, X, numbers, train)
     params = {"data.rows.read": rows_read, "data.rows.dropped_missing_target": before - len(y),
               **lineage, **split_params}
     parts = [_frame(X, rows, categories) for rows in (train, val, test)]
     del X
-    return Dataset(
+    return TableDataset(
         name=str(cfg.name), source=uri, X_train=parts[0], y_train=y[train], X_val=parts[1], y_val=y[val],
         X_test=parts[2], y_test=y[test], class_names=names, feature_names=list(features),
         task=task, target=target, categories=categories, params=params, test_strings=test_strings,
-        test_columns=test_columns,
+        test_columns=test_columns, feature_set=definition, transform=transformer, transform_columns=numbers,
     )
 
 

@@ -11,7 +11,7 @@ from ..errors import UserError, require
 from .checks import check
 from .spec import Feature, Lookback, parse_feature
 
-TOP_KEYS = {"key", "order", "define"}
+TOP_KEYS = {"key", "order", "define", "transform"}  # transform: features.transform (fitted)
 
 
 @dataclass
@@ -72,6 +72,16 @@ class FeatureSet:
         made = set(self.names)
         inputs = [n for f in self.features for n in f.inputs if n not in made]
         return list(dict.fromkeys(c for c in (self.key, self.order, *inputs) if c))
+
+    def reading_now(self, column: str) -> list[str]:
+        """The features whose value at a tick reads `column` at that same tick, directly or through
+        earlier features (a window holds the current row; a lag of n >= 1 does not): on the target
+        column, the label leaking into the model."""
+        now: set[str] = set()
+        for f in self.features:
+            if f.op != "lag" and any(n == column or n in now for n in f.inputs):
+                now.add(f.name)
+        return [f.name for f in self.features if f.name in now]
 
     def lookback(self) -> Lookback:
         """The history the longest chain of windows needs before a tick (see spec.Lookback)."""

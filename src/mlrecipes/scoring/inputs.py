@@ -1,5 +1,6 @@
 """What a scoring run reads: the slice of a table (the data group's filters plus the window) or
-an IDX set's images, as a stream of chunks in the model's input form."""
+an IDX set's images, as a stream of chunks in the model's input form. A model trained with window
+features gets them computed from its own definition over the slice and its lookback (windowed)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from mlrecipes.errors import require
 from mlrecipes.scoring.model import Model, check_schema
 from mlrecipes.scoring.predict import clashes_with_output
 from mlrecipes.scoring.settings import Settings
+from mlrecipes.scoring.windowed import FeatureReport, featured_table
 
 
 @dataclass
@@ -40,6 +42,7 @@ class Input:
     conditions: list[list]  # the slice as [column, op, value]: a Delta output's predicate
     schema: pa.Schema | None
     params: dict[str, str] = field(default_factory=dict)  # logged as the run's data.source.* params
+    features: FeatureReport | None = None  # a model with window features: what computing them found
 
 
 def open_input(cfg, model: Model, settings: Settings) -> Input:
@@ -71,6 +74,11 @@ def open_input(cfg, model: Model, settings: Settings) -> Input:
     params = {"data.source.uri": source.uri, "data.source.kind": source.kind,
               **({"data.source.version": source.version} if source.version is not None else {}),
               **({"data.source.filter": filter_text} if filter_text else {})}
+    if model.feature_set:  # the history read with the data group's filters, not the window: training's rows
+        report = FeatureReport()
+        chunks = featured_chunks(source, model, passthrough, target, settings, group,
+                                 tables.as_conditions(cfg.data.get("filters")), report)
+        return Input(chunks, describe, source.kind, filter_text, partition_by, conditions, schema, params, report)
     return Input(table_chunks(source, model, passthrough, target, settings.batch_size, group), describe,
                  source.kind, filter_text, partition_by, conditions, schema, params)
 
@@ -79,28 +87,48 @@ def table_chunks(source: tables.TableSource, model: Model, passthrough: list[str
                  batch_size: int, group: str | None = None):
     types = check_schema(model, source.schema, source.describe())
     read = list(dict.fromkeys([*passthrough, *model.features, *(c for c in (target, group) if c)]))
-    import pandas as pd
-
     known = {name: pa.array(values, pa.string()) for name, values in model.categories.items() if name in types}
 
     for batch in source.batches(read, batch_size):
         if batch.num_rows == 0:
             continue
-        features, unseen = {}, {}
-        for name, kind in types.items():
-            column = batch.column(name)
-            if pa.types.is_dictionary(column.type):
-                column = column.cast(column.type.value_type)
-            column = column.cast(kind)
-            if name in known:  # the model's own rule (table_model): another value is scored as missing
-                unseen[name] = pc.and_(pc.is_valid(column), pc.invert(pc.is_in(column, value_set=known[name]))
-                                       ).to_numpy(zero_copy_only=False)
-            # Strings as objects (None when missing), numbers as numpy: what the signature was inferred from.
-            features[name] = (np.asarray(column.to_pylist(), dtype=object) if kind == pa.string()
-                              else column.to_numpy(zero_copy_only=False))
-        y = batch.column(target).to_numpy(zero_copy_only=False) if target else None
-        yield Chunk(batch.select(passthrough), pd.DataFrame(features), y,
-                    batch.column(group).to_pylist() if group else None, unseen)
+        yield chunk_of(batch, types, known, passthrough, target, group)
+
+
+def featured_chunks(source: tables.TableSource, model: Model, passthrough: list[str], target: str | None,
+                    settings: Settings, group: str | None, filters: list, report: FeatureReport):
+    """The slice with the model's window features (windowed), in chunks of settings.batch_size."""
+    types = check_schema(model, source.schema, source.describe())
+    read = list(dict.fromkeys([*passthrough, *model.raw_features, *(c for c in (target, group) if c)]))
+    table = featured_table(source, read, model, filters, settings.max_short, report)
+    if table is None:
+        return
+    types.update({name: pa.float64() for name in model.features if name not in types})  # computed: float64
+    known = {name: pa.array(values, pa.string()) for name, values in model.categories.items() if name in types}
+    for batch in table.to_batches(max_chunksize=settings.batch_size):
+        if batch.num_rows:
+            yield chunk_of(batch, types, known, passthrough, target, group)
+
+
+def chunk_of(batch: pa.RecordBatch, types: dict, known: dict, passthrough: list[str], target: str | None,
+             group: str | None) -> Chunk:
+    import pandas as pd
+
+    features, unseen = {}, {}
+    for name, kind in types.items():
+        column = batch.column(name)
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
+        column = column.cast(kind)
+        if name in known:  # the model's own rule (table_model): another value is scored as missing
+            unseen[name] = pc.and_(pc.is_valid(column), pc.invert(pc.is_in(column, value_set=known[name]))
+                                   ).to_numpy(zero_copy_only=False)
+        # Strings as objects (None when missing), numbers as numpy: what the signature was inferred from.
+        features[name] = (np.asarray(column.to_pylist(), dtype=object) if kind == pa.string()
+                          else column.to_numpy(zero_copy_only=False))
+    y = batch.column(target).to_numpy(zero_copy_only=False) if target else None
+    return Chunk(batch.select(passthrough), pd.DataFrame(features), y,
+                 batch.column(group).to_pylist() if group else None, unseen)
 
 
 def image_chunks(data_cfg, split: str, batch_size: int):

@@ -22,6 +22,15 @@ class Model:
     input_types: dict[str, str] = field(default_factory=dict)  # feature -> MLflow type (double, string)
     pyfunc: object = None
     categories: dict[str, list[str]] = field(default_factory=dict)  # string feature -> its training categories
+    # The window features the model was trained with (FeatureSet.to_dict): scoring computes them from
+    # this definition, the model's own, never from today's config. None: the table's columns as stored.
+    feature_set: dict | None = None
+
+    @property
+    def raw_features(self) -> list[str]:
+        """The input columns read from the table as they are: the features minus the computed ones."""
+        computed = {f["name"] for f in (self.feature_set or {}).get("define", [])}
+        return [f for f in self.features or [] if f not in computed]
 
 
 def resolve_model(spec: str, registered: str) -> tuple[str, str]:
@@ -89,7 +98,7 @@ def load_model(spec: str, registered: str, data_cfg) -> Model:
         categories = {str(k): [str(c) for c in v] for k, v in (flavor.get("categories") or {}).items()}
         return Model(name, str(version.version), version.run_id, uri, str(flavor.get("task", "classification")),
                      [str(c) for c in flavor.get("class_names") or []], [str(f) for f in flavor["features"]],
-                     types, loaded, categories)
+                     types, loaded, categories, flavor.get("feature_set") or None)
     # An image model in its native flavor: (n, pixels) float32 in, class probabilities out.
     return Model(name, str(version.version), version.run_id, uri, "classification",
                  [str(c) for c in (data_cfg.get("class_names") or range(10))], None, {}, loaded)
@@ -110,7 +119,7 @@ _SAFE = {
 def check_schema(model: Model, schema: pa.Schema, describe: str) -> dict[str, pa.DataType]:
     """feature -> the type it is read as. Missing column: one line naming it; unsafe cast: one line."""
     out = {}
-    for name in model.features:
+    for name in model.raw_features:
         require(name in schema.names, f"input column '{name}' is missing from {describe}: "
                                       f"model {model.name} version {model.version} needs it")
         kind = schema.field(name).type

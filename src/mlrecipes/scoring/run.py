@@ -24,6 +24,7 @@ from mlrecipes.scoring.predict import score
 from mlrecipes.scoring.settings import Settings, settings
 from mlrecipes.scoring.slices import slice_id, sql_predicate
 from mlrecipes.scoring.stats import UNSEEN_SEE, Stats, most_rows_first, unseen_summary
+from mlrecipes.scoring.windowed import FeatureReport
 
 PROGRESS_EVERY_S = 2.0  # a `rows_scored` point at most this often: progress in the UI, not a flood
 
@@ -76,7 +77,7 @@ def score_run(cfg, settings: Settings, run_id: str, signals: Signals) -> None:
     refused: list[str] = []  # why the stream stopped the writer (a native writer may rewrap the error)
     batches = scored_batches(source, model, run_id, stats, settings.max_unseen, signals, refused)
     write_predictions(output, source, batches, settings.mode, signals, refused)
-    report(cfg, model, stats, time.perf_counter() - started, run_id)
+    report(cfg, model, stats, time.perf_counter() - started, run_id, source.features)
 
 
 def record_model(cfg, settings: Settings) -> Model:
@@ -159,7 +160,7 @@ def write_predictions(output, source: Input, batches, mode: str, signals: Signal
         raise Terminated()
 
 
-def report(cfg, model: Model, stats: Stats, seconds: float, run_id: str) -> None:
+def report(cfg, model: Model, stats: Stats, seconds: float, run_id: str, features: FeatureReport | None = None) -> None:
     """The run's metrics and tables, the unseen categories' warning, and the closing line."""
     import mlflow
     import pandas as pd
@@ -174,6 +175,12 @@ def report(cfg, model: Model, stats: Stats, seconds: float, run_id: str) -> None
         group = str(cfg.data.report_by)
         mlflow.log_table(pd.DataFrame([{group: value, "rows": sub.rows, **sub.metrics(model.task)}
                                        for value, sub in sorted(stats.by.items())]), f"evaluation/by_{group}.json")
+    if features is not None and features.computed:  # the model's window features, over the slice and its lookback
+        mlflow.log_params({"features.lookback": features.lookback, "features.definition": "the model's"})
+        mlflow.log_metrics(features.metrics())
+        if features.short_rows:
+            print(f"warning: {features.summary()}: written as missing, not from a shorter window "
+                  "(scoring.max_short_fraction allows this many)", file=sys.stderr, flush=True)
     unseen = unseen_summary(model, stats)
     if unseen:
         mlflow.log_table(pd.DataFrame([{"column": name, "value": value, "rows": rows}

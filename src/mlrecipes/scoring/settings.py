@@ -21,6 +21,7 @@ class Settings:
     max_unseen: float | None  # scoring.max_unseen_fraction
     output_uri: str
     images: bool  # the data group is an IDX image set (else a table)
+    max_short: float | None = 0.01  # scoring.max_short_fraction: rows whose features reach before the history
 
 
 def settings(cfg) -> Settings:
@@ -34,6 +35,10 @@ def settings(cfg) -> Settings:
     require(max_unseen is None or (isinstance(max_unseen, int | float) and not isinstance(max_unseen, bool)
                                    and 0 <= max_unseen <= 1),
             f"scoring.max_unseen_fraction must be null or a number in [0, 1], got {max_unseen!r}")
+    max_short = s.get("max_short_fraction", 0.01)
+    require(max_short is None or (isinstance(max_short, int | float) and not isinstance(max_short, bool)
+                                  and 0 <= max_short <= 1),
+            f"scoring.max_short_fraction must be null or a number in [0, 1], got {max_short!r}")
     # -P output, else where the data group says its predictions go (conf/data/ticks.yaml: `predictions`).
     output = str(s.output or "").strip() or str(cfg.data.get("predictions") or "").strip()
     require(output not in ("", "???"),
@@ -46,4 +51,4 @@ def settings(cfg) -> Settings:
     if images:
         require(str(s.images) in ("test", "train"), f"scoring.images must be test or train, got {str(s.images)!r}")
         tables.require_no_window(cfg.data)  # conf/window: a table's time column
-    return Settings(mode, fmt, batch_size, max_unseen, output_uri, images)
+    return Settings(mode, fmt, batch_size, max_unseen, output_uri, images, max_short)
