@@ -26,6 +26,12 @@ missing, not computed from a shorter window: a prediction then sees a value trai
 computed or a missing value, never a quietly different number, and `short_rows` (per feature too)
 says how many rows were affected, for scoring to report.
 
+Where it runs: `data.ingest` computes the `features` group (beside the data group in the run's
+config) on the whole table before the split and hands the definition to the model
+(`recipe.log_table_model`: model_config `feature_set`); `scoring.windowed` computes the model's
+definition over a slice and the lookback `scoring.lookback` reads. `transform` is the optional
+scikit-learn transformer (`features.transform`) fitted on the training rows and saved in the model.
+
 Polars, not DuckDB, by measurement (bench/features.py, bench/results/features.json): the 12
 features of ticks.yaml over a 5 M-row, 4-symbol tick table on 2 shared cores took Polars 4.5-5.1 s
 (about 1 M rows/s, peak RSS 2.1 GB with the table) against 8.6-9.6 s and 2.8 GB for the pandas
