@@ -99,6 +99,24 @@ def log_table_model(framework: str, booster, ds, **kwargs):
         )
 
 
+def rescore_on(ds) -> Callable[[str], dict]:
+    """How the gate re-scores a champion on this run's test rows (evaluate.on_test_rows). A champion
+    with window features of another definition would read this run's features as its own: it is
+    not re-scored (the gate says why and keeps its logged value)."""
+    from mlrecipes import evaluate
+
+    def rescore(uri: str) -> dict:
+        import mlflow
+
+        flavor = mlflow.models.Model.load(uri).flavors.get("python_function", {})
+        theirs = (flavor.get("config") or {}).get("feature_set")
+        if theirs and theirs != getattr(ds, "feature_set", None):
+            raise ValueError("its window features are not this run's (features.yaml of each run)")
+        return evaluate.on_test_rows(uri, ds)
+
+    return rescore
+
+
 class TestCurve:
     """Opt-in test accuracy during training, for benchmarks: `eval.test_every: N` (0, the default: off).
 
@@ -275,7 +293,7 @@ def steps(cfg, fit: Callable, ds=None, register: bool = True) -> Outcome:
     if register:
         registered = registry.register_and_gate(info.model_uri, cfg.registry.model_name, run_id, {**results, **bar},
                                                 cfg.gate,
-                                                rescore=lambda uri: evaluate.on_test_rows(uri, ds),
+                                                rescore=rescore_on(ds),
                                                 context=tracking.airflow_tags())  # the run's Airflow task
     headline = ", ".join(f"{k} {v:.4f} (baseline {bar[registry.baseline_metric(k)]:.4f})"
                          for k, v in results.items() if k in ("test_accuracy", "test_rmse"))

@@ -215,3 +215,26 @@ def test_scoring_a_table_that_lost_a_column_a_feature_reads_is_one_line(ticks, t
     path = generator.write_parquet(ticks["table"].drop_columns(["price"]), tmp_path)
     with pytest.raises(UserError, match="feature 'ret_1' reads column 'price', which the table lacks"):
         score_slice(path, trained, "2026-01-04")
+
+
+# ------------------------------------------------------------------ the gate
+def test_the_gate_rescores_only_a_champion_with_the_same_features(trained, tracking_uri, monkeypatch):
+    import mlflow
+
+    from mlrecipes import evaluate, recipe
+
+    loaded = {}
+
+    def model(feature_set):
+        info = mlflow.models.Model()
+        info.add_flavor("python_function", config={"feature_set": feature_set} if feature_set else {})
+        return info
+
+    monkeypatch.setattr(mlflow.models.Model, "load", lambda uri: loaded[uri])
+    monkeypatch.setattr(evaluate, "on_test_rows", lambda uri, ds: {"test_accuracy": 0.5})
+    rescore = recipe.rescore_on(trained)
+    loaded.update({"same": model(trained.feature_set), "none": model(None),
+                   "other": model({**trained.feature_set, "define": trained.feature_set["define"][:3]})})
+    assert rescore("same") == rescore("none") == {"test_accuracy": 0.5}
+    with pytest.raises(ValueError, match="its window features are not this run's"):
+        rescore("other")
