@@ -40,7 +40,8 @@ def test_the_tutorial_runs_as_written(tmp_path):
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
     proc = subprocess.run(["bash", "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-5000:]}"
-    assert "ticks_weekly" in proc.stdout and "ready" in proc.stdout
+    listed = [line for line in proc.stdout.splitlines() if line.startswith("ticks_weekly ")]
+    assert listed and listed[0].rstrip().endswith("ready"), listed  # as the page says `list` shows
 
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     champion = client.get_model_version_by_alias("ticks-lightgbm", "champion")
