@@ -25,7 +25,7 @@ def test_defaults_profile_and_job_entries_merge():
     assert xgb.retries == doc["defaults"]["retries"] and xgb.pool == "default_pool"
     assert cnn.params == {"arch": "cnn"} and cnn.pool == "mlrecipes_dl"
     assert cnn.timeout_minutes == doc["jobs"]["tf_mnist_cnn"]["timeout_minutes"]
-    assert cnn.env_manager == "virtualenv" and cnn.tracking_uri is None
+    assert cnn.env_manager == "uv" and cnn.tracking_uri is None  # conf/schedule.yaml defaults: uv builds environments
 
 
 def test_compose_profile_from_the_environment(monkeypatch):
@@ -79,7 +79,7 @@ def test_project_run_gets_the_params_as_a_dict_never_a_command_line():
     params = schedule.check_params(job, {**job.params, "epochs": 3.0, "overrides": "seed=7 +x.y=[1,2]"})
     kwargs = project.project_run_kwargs(job, params, "r" * 32, "5")
     assert kwargs["uri"] == str(REPO / "projects" / "tf_mnist") and kwargs["entry_point"] == "main"
-    assert kwargs["env_manager"] == "virtualenv" and kwargs["synchronous"] is True
+    assert kwargs["env_manager"] == "uv" and kwargs["synchronous"] is True
     assert kwargs["run_id"] == "r" * 32 and kwargs["experiment_id"] == "5"
     assert kwargs["parameters"] == {"arch": "cnn", "epochs": "3", "overrides": "seed=7 +x.y=[1,2]"}
 
