@@ -43,7 +43,7 @@ def test_xgboost_dag_trains_registers_and_records_the_run(airflow_db, run_dag, t
     assert tags["airflow.dag_run_id"] == result["dag_run_id"]
     assert tags["airflow.task_id"] == "mlflow_run" and tags["airflow.try_number"] == "1"
     assert tags["mlrecipes.job"] == "xgboost" and tags["mlrecipes.project"] == "xgboost"
-    assert tags["mlflow.source.type"] == "PROJECT" and tags["mlflow.project.env"] == "virtualenv"
+    assert tags["mlflow.source.type"] == "PROJECT" and tags["mlflow.project.env"] == "uv"
     assert params["limit"] == "300" and params["data.limit"] == "300"  # the form's values reached -P
     assert tags["gate.decision"] == "promoted"
 
