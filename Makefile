@@ -87,8 +87,8 @@ bench: setup  ## full-MNIST benchmark of every variant and the peers, then the f
 	$(PY) bench/fixed_cost.py
 
 # The documentation site (mkdocs.yml): docs/gen_reference.py writes the reference pages at every build.
-$(VENV)/.docs-installed: pyproject.toml | $(VENV)/.installed
-	$(PY) -m pip install --quiet -e '.[docs]'
+$(VENV)/.docs-installed: requirements/docs.lock | $(VENV)/.installed
+	$(PY) -m pip install --quiet -r requirements/docs.lock
 	touch $@
 
 docs: $(VENV)/.docs-installed  ## the documentation site on http://127.0.0.1:8000, rebuilt on every edit

@@ -1,8 +1,8 @@
-"""The README's generated blocks: what a benchmark writes between `<!-- NAME:start -->` and `<!-- NAME:end -->`."""
+"""The benchmarks page's generated blocks (docs/benchmarks.md): what a benchmark writes between `<!-- NAME:start -->` and `<!-- NAME:end -->`."""
 
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"  # the site's benchmarks page
 
 
 def write_block(name: str, block: str) -> None:
