@@ -120,5 +120,20 @@ def fit(cfg, ds) -> recipe.Trained:
     )
 
 
+def fit_dask(cfg, cd, client):
+    """compute=dask: lightgbm.dask on the cluster's partitions (mlrecipes.compute.boost), the same model logged."""
+    from mlrecipes.compute import boost, steps
+
+    m = cfg.model
+    require(m.num_boost_round >= 1, f"model.num_boost_round must be >= 1, got {m.num_boost_round}")
+    require(m.early_stopping_rounds >= 1, "model.early_stopping_rounds must be >= 1")
+    # lightgbm.dask has no early stopping: every round trains, then the round with the best validation
+    # metric (measured on all validation rows, on the workers) is kept (compute.boost).
+    booster, params = boost.lightgbm(client, cd, m, cfg.seed)
+    mlflow.log_params({k: params[k] for k in ("objective", "num_class", "max_bin") if k in params})
+    return steps.ClusterTrained("lightgbm", booster,
+                                requirements=("lightgbm", "numpy", "scipy", "pandas", "scikit-learn"))
+
+
 if __name__ == "__main__":
-    recipe.main(__file__, fit)
+    recipe.main(__file__, fit, fit_dask=fit_dask)

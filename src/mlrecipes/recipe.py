@@ -170,10 +170,12 @@ def peak_rss_mb() -> float:
     return max(own, kids) / 1024.0  # Linux reports KiB
 
 
-def main(project_file: str, fit: Callable, argv: list[str] | None = None) -> None:
-    """Entry point for `train.py`: run the recipe and exit with a meaningful status."""
+def main(project_file: str, fit: Callable, argv: list[str] | None = None, fit_dask: Callable | None = None) -> None:
+    """Entry point for `train.py`: run the recipe and exit with a meaningful status. `fit_dask`: the
+    project's training on a Dask cluster (compute=dask; mlrecipes.compute.steps)."""
     readable_output()
-    rc, tracking_lost = run(Path(project_file).resolve().parent, fit, sys.argv[1:] if argv is None else argv)
+    rc, tracking_lost = run(Path(project_file).resolve().parent, fit, sys.argv[1:] if argv is None else argv,
+                            fit_dask=fit_dask)
     if tracking_lost:
         # MLflow's exit handler would try to end the run: another whole retry budget of waiting
         # for a server that is gone. The run stays RUNNING until the reaper ends it.
@@ -193,7 +195,7 @@ class Outcome:
     registered: dict | None  # register_and_gate's answer; None when registration was skipped
 
 
-def run(project_dir: Path, fit: Callable, argv: list[str]) -> tuple[int, bool]:
+def run(project_dir: Path, fit: Callable, argv: list[str], fit_dask: Callable | None = None) -> tuple[int, bool]:
     """One training run; returns (exit code, whether the tracking server was lost on the way)."""
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -214,8 +216,16 @@ def run(project_dir: Path, fit: Callable, argv: list[str]) -> tuple[int, bool]:
         return failure[1], False
     run_id = active.info.run_id
 
-    def body() -> None:
-        steps(config.compose(project_dir, config.parse_argv(argv)), fit)
+    def body():
+        cfg = config.compose(project_dir, config.parse_argv(argv))
+        from mlrecipes import compute
+
+        if compute.on_dask(cfg):  # the same steps with the rows on a Dask cluster
+            from mlrecipes.compute import steps as on_cluster
+
+            return on_cluster.run(cfg, fit_dask)
+        steps(cfg, fit)
+        return None
 
     outcome = lifecycle.guarded(body, what="run", run_id=run_id)
     return lifecycle.close_run(run_id, outcome), outcome.tracking_lost

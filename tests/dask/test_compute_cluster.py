@@ -83,4 +83,4 @@ def test_the_driver_ships_its_mlrecipes_to_a_remote_cluster(dask_client):
     client, _ = dask_client
     packages.ship_mlrecipes(client)  # what a run on compute.address does first
     assert all(client.run(lambda: __import__("mlrecipes.compute.splits").__name__ == "mlrecipes").values())
-    assert cluster.params(dask_cfg(), client)["compute.workers"] == 2
+    assert cluster.params(dask_cfg(), client)["compute.n_workers"] == 2

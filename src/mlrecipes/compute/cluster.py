@@ -42,12 +42,12 @@ def describe(cfg) -> str:
 def params(cfg, client) -> dict[str, object]:
     """What the run logs about where it computed."""
     workers = client.scheduler_info(n_workers=-1).get("workers", {})
+    # Names beside the config's own compute.* params (log_config logs those as set).
     return {
-        "compute.kind": "dask",
-        "compute.cluster": describe(cfg),
-        "compute.workers": len(workers),
-        "compute.threads": sum(int(w.get("nthreads", 0)) for w in workers.values()),
-        "compute.memory_limit_mb": min((int(w.get("memory_limit") or 0) >> 20 for w in workers.values()), default=0),
+        "compute.runs_on": describe(cfg),
+        "compute.n_workers": len(workers),
+        "compute.n_threads": sum(int(w.get("nthreads", 0)) for w in workers.values()),
+        "compute.worker_memory_mb": min((int(w.get("memory_limit") or 0) >> 20 for w in workers.values()), default=0),
     }
 
 

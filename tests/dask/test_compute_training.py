@@ -1,0 +1,83 @@
+"""Training on a LocalCluster of 2 workers through the projects' fit_dask: the run, the model, the gate.
+
+Needs the project's framework (xgboost, lightgbm) in the test environment: skipped without it."""
+
+import importlib.util
+
+import numpy as np
+import pytest
+from distributed import get_task_stream
+from helpers import REPO
+from omegaconf import OmegaConf, open_dict
+
+from mlrecipes.paths import SHARED_CONF
+
+
+def project_module(name):
+    spec = importlib.util.spec_from_file_location(f"train_{name}", REPO / "projects" / name / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def composed(project, ticks, dask_cfg, *overrides):
+    from mlrecipes import config
+
+    cfg = config.compose(REPO / "projects" / project, ["data=ticks", "features=none", f"data.path={ticks}",
+                                                     "model.num_boost_round=40", *overrides])
+    with open_dict(cfg):
+        cfg.compute = OmegaConf.merge(OmegaConf.load(SHARED_CONF / "compute" / "dask.yaml"), dask_cfg)
+    return cfg
+
+
+@pytest.mark.parametrize("project", ["xgboost", "lightgbm"])
+def test_trains_on_both_workers_registers_the_table_model_and_matches_one_process(
+        project, tracking_uri, ticks, dask_client, monkeypatch):
+    pytest.importorskip(project)
+    import mlflow
+
+    from mlrecipes import data, recipe
+    from mlrecipes.compute import steps
+
+    client, dask_cfg = dask_client
+    module = project_module(project)
+    monkeypatch.setattr(steps.cluster, "client", lambda cfg: _borrowed(client))  # the session's cluster
+    cfg = composed(project, ticks["parquet"], dask_cfg)
+    streams = []
+
+    def fit_dask(*args):  # the tasks of training alone: xgboost's per-worker `fn-`, lightgbm's `_train_part`
+        with get_task_stream(client) as stream:
+            trained = module.fit_dask(*args)
+        streams.append(stream)
+        return trained
+
+    with mlflow.start_run() as run:
+        outcome = steps.steps(cfg, fit_dask)
+    trained_on = {t["worker"] for t in streams[0].data if str(t["key"]).startswith(("fn-", "_train_part"))}
+    assert trained_on == set(client.scheduler_info()["workers"]), trained_on  # both workers trained
+    params = mlflow.get_run(run.info.run_id).data.params
+    assert params["compute.n_workers"] == "2" and params["data.split.method"] == "time"
+    assert outcome.registered is not None
+
+    with mlflow.start_run():
+        one = recipe.steps(composed(project, ticks["parquet"], dask_cfg), module.fit, register=False)
+    assert outcome.metrics["test_accuracy"] == pytest.approx(one.metrics["test_accuracy"], abs=0.06)
+
+    # The registered model is the table_model pyfunc: loaded here, it scores the single-process test
+    # rows to the cluster's test accuracy.
+    ds = data.load(cfg.data, "classification")
+    model = mlflow.pyfunc.load_model(outcome.model_uri)
+    out = model.predict(ds.scoring_input())
+    labels = np.asarray(ds.class_names)[ds.y_test]
+    assert np.mean(out["prediction"].to_numpy() == labels) == pytest.approx(outcome.metrics["test_accuracy"], abs=1e-9)
+
+
+class _borrowed:
+    def __init__(self, client):
+        self.client = client
+
+    def __enter__(self):
+        return self.client
+
+    def __exit__(self, *exc):
+        return False
