@@ -99,9 +99,10 @@ docs-build: $(VENV)/.docs-installed  ## build the site with every warning an err
 	@site="$${SITE:-$$(mktemp -d)}"; NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir "$$site" \
 	  && { test -n "$$SITE" || rm -rf "$$site"; }
 
-screenshots: setup  ## the MLflow UI pictures of the docs (docs/images/*.png), from the browser test's real runs
-	$(PY) -m pytest tests/browser/test_mlflow_ui.py
+screenshots: setup  ## the MLflow and Airflow UI pictures of the docs (docs/images/*.png), from the browser tests' real runs
+	$(PY) -m pytest tests/browser/test_mlflow_ui.py tests/browser/test_airflow_ui.py
 	cp tests/artifacts/mlflow_experiment.png tests/artifacts/mlflow_compare.png tests/artifacts/mlflow_model_version.png docs/images/
+	cp tests/artifacts/airflow_grid.png tests/artifacts/airflow_trigger_form.png docs/images/
 
 up:  ## full stack (PostgreSQL, MLflow server, Airflow 3) with Docker Compose; needs .env (docs/stack.md)
 	test -f .env || python3 compose/make_env.py
