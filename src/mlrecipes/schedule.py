@@ -208,6 +208,10 @@ def form_fields(job: Job, form: dict[str, dict]) -> dict[str, dict]:
         default = job.params.get(name, spec.get("default"))
         if schema.get("type") == "integer" and isinstance(default, float) and default.is_integer():
             default = int(default)  # MLproject floats like 400.0 shown as 400 in an integer field
+        if default == "" and schema.get("type") == "string":
+            # Optional: Airflow 3's form takes a field whose type lacks "null" as required and an empty
+            # string as missing, and keeps its Trigger button disabled until every such field is filled.
+            schema["type"] = ["null", "string"]
         out[name] = {"default": default, "schema": schema}
     return out
 
@@ -260,6 +264,8 @@ def overrides_problem(text: str) -> str | None:
 
 
 def param_text(value) -> str:
+    if value is None:  # an optional field the trigger form sent empty
+        return ""
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float) and value.is_integer():
