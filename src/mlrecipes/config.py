@@ -9,7 +9,7 @@ from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from mlrecipes.errors import UserError
@@ -87,6 +87,7 @@ def compose(project_dir: Path, overrides: list[str], optional: tuple[str, ...] =
     if missing:
         raise UserError(f"missing required config value(s): {', '.join(missing)}")
     arch_defaults(cfg)
+    kind_defaults(cfg)
     return cfg
 
 
@@ -135,6 +136,46 @@ def arch_defaults(cfg: DictConfig) -> None:
                 top[key] = OmegaConf.merge(OmegaConf.to_container(value), OmegaConf.to_container(top[key]))
             elif top[key] in (0, None):
                 top[key] = value
+
+
+def kind_defaults(cfg: DictConfig) -> None:
+    """The GBDT projects' model defaults by kind of data: a 0 or null in `model` (the MLproject's
+    default for num_boost_round, learning_rate and max_depth / num_leaves; null for the other params)
+    takes the value of the run's kind from `model_defaults.<kind>` (conf/model_defaults/images.yaml,
+    tuned on MNIST, or tables.yaml, chosen on tick tables), so a table never trains silently with
+    MNIST's coarse bins and column sampling, and `-P learning_rate=0.2` still sets it for either.
+    The kind is `model.tuned_for` (auto: images for an image set, tables otherwise). Afterwards
+    `model_defaults` is dropped and a param no kind sets (still null) left out: the logged config
+    holds what trained, and `model.tuned_for` which defaults it came from."""
+    presets, model = cfg.get("model_defaults"), cfg.get("model")
+    if not isinstance(presets, DictConfig) or not isinstance(model, DictConfig):
+        return
+    kind = model.get("tuned_for") or "auto"
+    if kind == "auto":
+        from mlrecipes.data import is_image_set  # pyarrow: only when a project has kinds
+
+        kind = "images" if is_image_set(cfg.data) else "tables"
+    if kind not in presets:
+        raise UserError(f"model.tuned_for must be auto, {' or '.join(presets)}; got {kind!r}")
+    with open_dict(cfg):
+        _fill_unset(model, presets[kind])
+        model.tuned_for = kind
+        params = model.get("params")
+        if isinstance(params, DictConfig):
+            for key in [k for k, v in params.items() if v is None]:
+                del params[key]
+        del cfg["model_defaults"]
+
+
+def _fill_unset(top: DictConfig, own: DictConfig) -> None:
+    """`own`'s values where `top` has none (0 or null), mappings key by key; keys only `own` has added."""
+    for key, value in own.items():
+        if key not in top:
+            top[key] = value
+        elif isinstance(value, DictConfig) and isinstance(top[key], DictConfig):
+            _fill_unset(top[key], value)
+        elif top[key] is None or (type(top[key]) in (int, float) and top[key] == 0):  # not False
+            top[key] = value
 
 
 def flatten(cfg: DictConfig) -> dict[str, str]:
