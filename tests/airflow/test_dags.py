@@ -107,7 +107,7 @@ def test_schema_accepts_a_good_conf(dagbag):
     {"epochs": 100000},
     {"epochs": 2.5},
     {"learning_rate": -0.1},
-    {"limit": 70000},
+    {"limit": -1},
 ])
 def test_schema_rejects_bad_values(dagbag, conf):
     from airflow.sdk.exceptions import ParamValidationError
@@ -139,10 +139,11 @@ def test_schema_rejects_overrides_with_shell_characters(dagbag, overrides):
 def test_gbt_numbers_have_bounds(dagbag):
     from airflow.sdk.exceptions import ParamValidationError
 
-    dag = dagbag.dags["mlrecipes_xgboost"]
-    for conf in ({"num_boost_round": 0}, {"max_depth": 100}, {"data": "imagenet"}):
+    for job, conf in (("xgboost", {"num_boost_round": -1}), ("xgboost", {"max_depth": 100}),
+                      ("xgboost", {"data": "imagenet"}), ("lightgbm", {"num_leaves": 1})):
         with pytest.raises(ParamValidationError):
-            _validate(dag, conf)
+            _validate(dagbag.dags[f"mlrecipes_{job}"], conf)
+    _validate(dagbag.dags["mlrecipes_lightgbm"], {"num_boost_round": 0, "num_leaves": 0})  # 0: the kind's default
 
 
 def test_adding_a_job_is_adding_an_entry(schedule_file, monkeypatch):
