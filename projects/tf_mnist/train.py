@@ -4,7 +4,6 @@ import math
 import os
 import re
 import sys
-from importlib import metadata
 
 # oneDNN kernels train the CNN about 1.8x faster on this project's CPUs; TensorFlow only turns
 # them on by itself for some Intel CPUs. Read at import time, so set before importing Keras.
@@ -147,20 +146,6 @@ class TestCurve(keras.callbacks.Callback):
         self.model.set_weights(final)
 
 
-def tensorflow_distribution() -> str:
-    """The TensorFlow distribution installed here (tensorflow-cpu in this project's environment):
-    left to itself the flavor pins `tensorflow` next to it, the same package twice and 600 MB
-    more to download. Asked by name: `metadata.packages_distributions()` reads every installed
-    distribution's file list (~0.5 s)."""
-    for name in ("tensorflow-cpu", "tensorflow"):
-        try:
-            metadata.version(name)
-            return name
-        except metadata.PackageNotFoundError:
-            continue
-    return "tensorflow"
-
-
 def fit(cfg, ds) -> recipe.Trained:
     t = cfg.train
     require(t.epochs >= 1, f"train.epochs must be >= 1, got {t.epochs}")
@@ -209,7 +194,7 @@ def fit(cfg, ds) -> recipe.Trained:
         # mlflow.keras.log_model fails with an input example (mlflow#16183); the tensorflow
         # flavor saves the same .keras file and loads it back through mlflow.pyfunc.
         log_model=lambda **kw: mlflow.tensorflow.log_model(model, **kw),
-        requirements=(tensorflow_distribution(), "numpy"),
+        requirements=(recipe.installed_distribution("tensorflow-cpu", "tensorflow"), "numpy"),
     )
 
 

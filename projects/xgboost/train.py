@@ -15,6 +15,8 @@ from mlrecipes.errors import UserError, require
 from mlrecipes.sweep import pruning
 
 # Objective and evaluation metrics by kind of target; early stopping watches the last metric.
+# The distribution a model pins: xgboost-cpu in the CPU environment (requirements.lock), xgboost in the GPU one.
+XGBOOST = recipe.installed_distribution("xgboost-cpu", "xgboost")
 OBJECTIVES = {
     "multiclass": ("multi:softprob", ["mlogloss", "merror"]),
     "binary": ("binary:logistic", ["logloss", "error"]),
@@ -91,7 +93,7 @@ def fit(cfg, ds) -> recipe.Trained:
 
     return recipe.Trained(
         prepare=lambda X: tabular(ds, X),
-        requirements=("xgboost", "numpy", "scipy", "pandas", "scikit-learn"),  # what inference finds
+        requirements=(XGBOOST, "numpy", "scipy", "pandas", "scikit-learn"),  # what inference finds
         predict=lambda X: best.predict(xgb.DMatrix(X, enable_categorical=True)),
         log_model=log_model,
     )
@@ -107,7 +109,7 @@ def fit_dask(cfg, cd, client):
     booster, params = boost.xgboost(client, cd, m, cfg.seed)
     mlflow.log_params({k: params[k] for k in ("objective", "num_class", "max_bin") if k in params})
     return steps.ClusterTrained("xgboost", booster,
-                                requirements=("xgboost", "numpy", "scipy", "pandas", "scikit-learn"))
+                                requirements=(XGBOOST, "numpy", "scipy", "pandas", "scikit-learn"))
 
 
 if __name__ == "__main__":

@@ -47,6 +47,22 @@ def pinned_requirements(*distributions: str) -> list[str]:
     return [f"{name}=={metadata.version(name).split('+')[0]}" for name in distributions]
 
 
+def installed_distribution(*candidates: str) -> str:
+    """The first of `candidates` installed here, e.g. `xgboost-cpu` of (`xgboost-cpu`, `xgboost`): the
+    CPU builds provide the same import under another distribution name, and a model must pin the one
+    its environment has (pinning both would install the package twice). Asked by name:
+    `metadata.packages_distributions()` reads every installed distribution's file list (~0.5 s)."""
+    from importlib import metadata
+
+    for name in candidates:
+        try:
+            metadata.version(name)
+            return name
+        except metadata.PackageNotFoundError:
+            continue
+    return candidates[-1]
+
+
 def model_example(ds, X_test, pred: np.ndarray) -> dict:
     """signature + input_example of the logged model, in the form a scorer hands over.
 
