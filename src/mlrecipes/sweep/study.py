@@ -298,7 +298,7 @@ class Sweep:
         import mlflow
         from optuna.trial import TrialState
 
-        from mlrecipes import evaluate, registry, tracking
+        from mlrecipes import recipe, registry, tracking
 
         s = self.settings
         trials = self.study.get_trials(deepcopy=False)
@@ -329,7 +329,7 @@ class Sweep:
         result = registry.register_and_gate(best.user_attrs["model_uri"], self.base.registry.model_name, child_id,
                                             {k: v for k, v in metrics.items() if k.startswith("test_")},
                                             self.base.gate, context=tracking.airflow_tags(),
-                                            rescore=(lambda uri: evaluate.on_test_rows(uri, ds)) if ds else None)
+                                            rescore=recipe.rescore_on(ds) if ds else None)
         model = f"{self.base.registry.model_name}/{result['version']}"
         self.study.set_user_attr(f"registered.{best.number}", model)
         client.set_tag(child_id, "mlrecipes.sweep.registered", "true")
