@@ -14,20 +14,41 @@ import pyarrow.compute as pc
 from mlrecipes.data import flat_float, idx_directory, read_idx_pair, tables
 from mlrecipes.errors import require
 from mlrecipes.scoring.model import Model, check_schema
+from mlrecipes.scoring.native import NativeScorer, native_scorer, scored_ahead
 from mlrecipes.scoring.predict import clashes_with_output
 from mlrecipes.scoring.settings import Settings
 from mlrecipes.scoring.windowed import FeatureReport, featured_table
 
 
-@dataclass
 class Chunk:
-    """One batch: the columns passed through, the model's input, and the target if the input has it."""
+    """One batch: the columns passed through, the model's input, and the target if the input has it.
 
-    passthrough: pa.RecordBatch
-    model_input: object
-    target: np.ndarray | None
-    groups: list | None = None  # data.report_by's values
-    unseen: dict[str, np.ndarray] = field(default_factory=dict)  # string feature -> rows whose category is new
+    A table's chunk keeps its typed Arrow features: the booster's block (native) is built from them,
+    and the pyfunc's pandas frame (`model_input`) only when something asks for it."""
+
+    def __init__(self, passthrough: pa.RecordBatch, model_input=None, target=None, groups=None,
+                 unseen: dict[str, np.ndarray] | None = None, features: pa.RecordBatch | None = None,
+                 types: dict | None = None, native: NativeScorer | None = None, target_codes=None):
+        self.passthrough = passthrough
+        self._input = model_input
+        self.target = target  # numpy, or an Arrow array (a table's column: converted only where needed)
+        self.groups = groups  # data.report_by's values (an Arrow array for tables)
+        self.unseen = unseen or {}  # string feature -> rows whose category is new
+        self.features, self.types, self.native = features, types, native
+        self.target_codes = target_codes  # classification: the target's class position; -1 missing, -2 other
+        self.raw = None  # the booster's output, computing (native.scored_ahead), else computed when scored
+
+    @property
+    def model_input(self):
+        if self._input is None and self.features is not None:
+            self._input = pandas_input(self.features, self.types)
+        return self._input
+
+    def values(self, name: str, rows: np.ndarray) -> pa.Array:
+        """A feature's values on the given rows (the unseen categories' counts)."""
+        if self.features is not None:
+            return self.features.column(name).filter(pa.array(rows))
+        return pa.array(np.asarray(self.model_input[name].to_numpy()[rows], dtype=str))
 
 
 @dataclass
@@ -88,11 +109,9 @@ def table_chunks(source: tables.TableSource, model: Model, passthrough: list[str
     types = check_schema(model, source.schema, source.describe())
     read = list(dict.fromkeys([*passthrough, *model.features, *(c for c in (target, group) if c)]))
     known = {name: pa.array(values, pa.string()) for name, values in model.categories.items() if name in types}
-
-    for batch in source.batches(read, batch_size):
-        if batch.num_rows == 0:
-            continue
-        yield chunk_of(batch, types, known, passthrough, target, group)
+    native, classes = native_scorer(model), _classes(model)
+    yield from scored_ahead((chunk_of(batch, types, known, passthrough, target, group, native, classes)
+                             for batch in source.batches(read, batch_size) if batch.num_rows), native)
 
 
 def featured_chunks(source: tables.TableSource, model: Model, passthrough: list[str], target: str | None,
@@ -105,16 +124,15 @@ def featured_chunks(source: tables.TableSource, model: Model, passthrough: list[
         return
     types.update({name: pa.float64() for name in model.features if name not in types})  # computed: float64
     known = {name: pa.array(values, pa.string()) for name, values in model.categories.items() if name in types}
-    for batch in table.to_batches(max_chunksize=settings.batch_size):
-        if batch.num_rows:
-            yield chunk_of(batch, types, known, passthrough, target, group)
+    native, classes = native_scorer(model), _classes(model)
+    yield from scored_ahead((chunk_of(batch, types, known, passthrough, target, group, native, classes)
+                             for batch in table.to_batches(max_chunksize=settings.batch_size) if batch.num_rows),
+                            native)
 
 
 def chunk_of(batch: pa.RecordBatch, types: dict, known: dict, passthrough: list[str], target: str | None,
-             group: str | None) -> Chunk:
-    import pandas as pd
-
-    features, unseen = {}, {}
+             group: str | None, native: NativeScorer | None = None, classes: pa.Array | None = None) -> Chunk:
+    columns, unseen = {}, {}
     for name, kind in types.items():
         column = batch.column(name)
         if pa.types.is_dictionary(column.type):
@@ -123,12 +141,29 @@ def chunk_of(batch: pa.RecordBatch, types: dict, known: dict, passthrough: list[
         if name in known:  # the model's own rule (table_model): another value is scored as missing
             unseen[name] = pc.and_(pc.is_valid(column), pc.invert(pc.is_in(column, value_set=known[name]))
                                    ).to_numpy(zero_copy_only=False)
-        # Strings as objects (None when missing), numbers as numpy: what the signature was inferred from.
-        features[name] = (np.asarray(column.to_pylist(), dtype=object) if kind == pa.string()
-                          else column.to_numpy(zero_copy_only=False))
-    y = batch.column(target).to_numpy(zero_copy_only=False) if target else None
-    return Chunk(batch.select(passthrough), pd.DataFrame(features), y,
-                 batch.column(group).to_pylist() if group else None, unseen)
+        columns[name] = column
+    y = batch.column(target) if target else None
+    codes = None
+    if y is not None and classes is not None and (pa.types.is_string(y.type) or pa.types.is_integer(y.type)):
+        # The class position of each row's target: vectorised live accuracy (-1: no target, -2: not a class).
+        found = pc.index_in(y.cast(pa.string()), value_set=classes).to_numpy(zero_copy_only=False)
+        codes = np.where(np.isnan(found), -2, np.nan_to_num(found)).astype(np.int64)
+        codes[~pc.is_valid(y).to_numpy(zero_copy_only=False)] = -1
+    if y is not None and not pa.types.is_string(y.type) and classes is None:
+        y = y.to_numpy(zero_copy_only=False)  # regression: numbers
+    features = pa.record_batch(columns) if columns else pa.record_batch({}, schema=pa.schema([]))
+    return Chunk(batch.select(passthrough), None, y, batch.column(group) if group else None, unseen,
+                 features, types, native, codes)
+
+
+def pandas_input(features: pa.RecordBatch, types: dict):
+    """The pyfunc's input: strings as objects (None when missing), numbers as numpy, what the
+    signature was inferred from."""
+    import pandas as pd
+
+    return pd.DataFrame({name: (np.asarray(column.to_pylist(), dtype=object) if types[name] == pa.string()
+                                else column.to_numpy(zero_copy_only=False))
+                         for name, column in zip(features.schema.names, features.columns, strict=True)})
 
 
 def image_chunks(data_cfg, split: str, batch_size: int):
@@ -141,6 +176,11 @@ def image_chunks(data_cfg, split: str, batch_size: int):
         passthrough = pa.record_batch({"index": pa.array(np.arange(start, stop, dtype=np.int64)),
                                        "label": pa.array(labels[start:stop])})
         yield Chunk(passthrough, flat_float(images[start:stop]), labels[start:stop])
+
+
+def _classes(model: Model) -> pa.Array | None:
+    """A classifier's class names as Arrow strings (None: a regressor)."""
+    return pa.array([str(c) for c in model.class_names], pa.string()) if model.task == "classification" else None
 
 
 def _is_missing(node, key: str) -> bool:

@@ -156,7 +156,7 @@ def write(output: ParquetOutput | DeltaOutput, reader: pa.RecordBatchReader, par
     """Writes the stream and commits it. `refused`: why the stream stopped the writer, when it did
     (a native writer may rewrap the error it raised)."""
     try:
-        in_thread(signals, output.write, reader, partition_by, mode)
+        in_thread(signals, output.write, ahead(reader), partition_by, mode)
     except Exception as exc:
         if refused:
             raise UserError(refused[0]) from None
@@ -166,6 +166,54 @@ def write(output: ParquetOutput | DeltaOutput, reader: pa.RecordBatchReader, par
         raise failure from None
     with signals.held():  # the Parquet swap: moves then deletes; a signal now waits for its end
         output.commit(mode)
+
+
+AHEAD = 2  # batches scored ahead of the writer: memory stays a few batches, whatever the table
+
+
+def ahead(reader: pa.RecordBatchReader) -> pa.RecordBatchReader:
+    """The same stream, produced in a thread of its own: the next batches are read and scored (the
+    booster releases the GIL) while the writer encodes and writes the last one. An error of the
+    stream (a refusal, a signal) reaches the writer at the batch where it happened; a writer that
+    stops early stops the producer at its next batch."""
+    import queue
+
+    batches: queue.Queue = queue.Queue(maxsize=AHEAD)
+    done = object()
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                batches.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce():
+        try:
+            for batch in reader:
+                if not put(batch):
+                    return
+            put(done)
+        except BaseException as exc:  # noqa: BLE001  (raised again in the writer's thread)
+            put(exc)
+
+    def consume():
+        try:
+            while True:
+                item = batches.get()
+                if item is done:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+
+    threading.Thread(target=produce, name="scoring-ahead", daemon=True).start()
+    return pa.RecordBatchReader.from_batches(reader.schema, consume())
 
 
 def in_thread(signals: Signals, write, *args) -> None:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from mlrecipes.errors import see
 
@@ -43,9 +45,12 @@ class Stats:
     by: dict = field(default_factory=dict)  # data.report_by value -> Stats of its rows
     unseen_rows: int | None = None  # table models: rows with a category the model never saw (any column)
     unseen_values: dict = field(default_factory=dict)  # column -> {value: rows}, the run's stats only
+    predict_seconds: float = 0.0  # inside the model's predict (the booster's own time), the run's stats only
+    predict_side_by_side: int = 1  # the booster's calls running at once (their seconds are summed)
 
     def metrics(self, task: str) -> dict[str, float]:
-        out = {}
+        out = {"predict_seconds": self.predict_seconds, "predict_side_by_side": self.predict_side_by_side} \
+            if self.predict_seconds else {}
         if self.unseen_rows is not None:
             out["unseen_rows"] = self.unseen_rows
             out["unseen_fraction"] = self.unseen_rows / max(self.rows, 1)
@@ -73,10 +78,25 @@ def _metric_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "_-" else "_" for c in str(name)) or "_"
 
 
-def account(model: Model, prediction, target, stats: Stats, unseen: np.ndarray | None = None) -> None:
-    """Adds a batch's predictions (their distribution) and, with a target, their live errors to stats."""
+def account(model: Model, prediction, target, stats: Stats, unseen: np.ndarray | None = None,
+            codes: np.ndarray | None = None, target_codes: np.ndarray | None = None) -> None:
+    """Adds a batch's predictions (their distribution) and, with a target, their live errors to stats.
+    `codes`: a classifier's predictions as class positions (then `prediction` may be None);
+    `target_codes`: the target's (-1: no target, -2: a value that is no class)."""
     if unseen is not None:
         stats.unseen_rows = (stats.unseen_rows or 0) + int(unseen.sum())
+    if model.task == "classification" and codes is not None:
+        counts = np.bincount(codes, minlength=len(model.class_names))
+        for label, count in zip(model.class_names, counts.tolist(), strict=True):
+            if count:
+                stats.counts[str(label)] = stats.counts.get(str(label), 0) + count
+        if target_codes is not None:
+            stats.labelled += int((target_codes != -1).sum())
+            stats.correct += int((target_codes == codes).sum())
+        elif target is not None:
+            _live(model, target, np.asarray(model.class_names, dtype=object)[codes], stats)
+        stats.rows += len(codes)
+        return
     if model.task == "classification":
         labels, counts = np.unique(np.asarray(prediction, dtype=str), return_counts=True)
         for label, count in zip(labels, counts, strict=True):
@@ -91,12 +111,46 @@ def account(model: Model, prediction, target, stats: Stats, unseen: np.ndarray |
     stats.rows += len(prediction)
 
 
+def take(values, rows: np.ndarray):
+    """values[rows] for a numpy array, an Arrow array or None."""
+    if values is None:
+        return None
+    if isinstance(values, pa.Array | pa.ChunkedArray):
+        return values.take(pa.array(rows))
+    return values[rows]
+
+
+def group_positions(groups) -> dict[str, np.ndarray]:
+    """The row positions of each value of data.report_by, in value order, a missing one as '(missing)'
+    (data.positions_by_value's rule): one dictionary encoding of the batch, however many values."""
+    if not isinstance(groups, pa.Array | pa.ChunkedArray):
+        from mlrecipes.data import positions_by_value
+
+        return positions_by_value(groups)
+    encoded = pc.dictionary_encode(groups.cast(pa.string()) if not pa.types.is_string(groups.type) else groups)
+    names = [str(v) for v in encoded.dictionary.to_pylist()]
+    indices = encoded.indices.to_numpy(zero_copy_only=False)
+    indices = np.where(np.isnan(indices), len(names), indices).astype(np.int64) if encoded.null_count else \
+        indices.astype(np.int64)
+    names.append("(missing)")
+    order = np.argsort(indices, kind="stable")
+    bounds = np.cumsum(np.bincount(indices, minlength=len(names)))
+    out = {}
+    for i, name in enumerate(names):
+        rows = order[bounds[i - 1] if i else 0:bounds[i]]
+        if len(rows):
+            out[name] = np.concatenate([out[name], rows]) if name in out else rows
+    return {name: np.sort(out[name]) for name in sorted(out)}
+
+
 def _live(model: Model, target: np.ndarray, prediction, stats: Stats) -> None:
     if model.task == "classification":
         if model.features is None:  # image labels are class indices
             truth = np.asarray(model.class_names, dtype=object)[np.asarray(target, dtype=np.int64)]
             known = np.ones(len(truth), dtype=bool)
         else:
+            if isinstance(target, pa.Array | pa.ChunkedArray):
+                target = np.asarray(target.to_pylist(), dtype=object)
             known = np.array([t is not None and t == t for t in target], dtype=bool)
             truth = np.array([str(t) for t in target], dtype=object)
         stats.labelled += int(known.sum())
@@ -122,8 +176,9 @@ def count_unseen(chunk: Chunk, stats: Stats) -> np.ndarray | None:
         counts = stats.unseen_values.setdefault(name, {})
         if not rows.any():
             continue
-        labels, n = np.unique(np.asarray(chunk.model_input[name].to_numpy()[rows], dtype=str), return_counts=True)
-        for label, count in zip(labels.tolist(), n.tolist(), strict=True):  # plain str and int, not numpy's
+        found = pc.value_counts(chunk.values(name, rows))  # first seen first, as strings
+        pairs = sorted(zip(found.field("values").to_pylist(), found.field("counts").to_pylist(), strict=True))
+        for label, count in pairs:  # plain str and int, in value order
             key = label if label in counts or len(counts) < UNSEEN_VALUES_KEPT else UNSEEN_OTHER
             counts[key] = counts.get(key, 0) + count
     return np.logical_or.reduce(list(chunk.unseen.values()))
