@@ -21,6 +21,9 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import yaml
 
+# The partition values as strings, as ours reads them: inferred, "005930" would become the integer 5930.
+HIVE = pads.partitioning(pa.schema([("date", pa.string()), ("symbol", pa.string())]), flavor="hive")
+
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -36,7 +39,7 @@ def main() -> None:
     keys, partition = args.keys.split(","), args.partition.split(",")
 
     t0 = time.perf_counter()
-    table = pads.dataset(args.table, format="parquet", partitioning="hive").to_table(
+    table = pads.dataset(args.table, format="parquet", partitioning=HIVE).to_table(
         columns=list(dict.fromkeys([*keys, *partition, *features])))
     t1 = time.perf_counter()
     frame = table.select(features).to_pandas()

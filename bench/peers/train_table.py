@@ -15,14 +15,18 @@ import sys
 import time
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
+
+# The partition values as strings, as ours reads them: inferred, "005930" would become the integer 5930.
+HIVE = pads.partitioning(pa.schema([("date", pa.string()), ("symbol", pa.string())]), flavor="hive")
 
 
 def main() -> None:
     framework, path, spec = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     t0 = time.perf_counter()
-    table = pads.dataset(path, format="parquet", partitioning="hive").to_table()
+    table = pads.dataset(path, format="parquet", partitioning=HIVE).to_table()
     table = table.drop_columns([c for c in spec["exclude"] if c in table.column_names and c != spec["time_column"]])
     table = table.filter(pc.is_valid(table[spec["target"]]))  # rows without a target are not trained on
     table = table.sort_by(spec["time_column"])
@@ -32,7 +36,7 @@ def main() -> None:
     y = frame.pop(spec["target"]).map({c: i for i, c in enumerate(classes)}).to_numpy()
     frame = frame.drop(columns=[spec["time_column"]])
     for name in frame.columns:
-        if frame[name].dtype == object or str(frame[name].dtype).startswith("string"):
+        if pa.types.is_string(table.schema.field(name).type):
             frame[name] = frame[name].astype("category")
         else:
             frame[name] = frame[name].astype(np.float32)
