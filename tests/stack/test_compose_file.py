@@ -80,7 +80,7 @@ def env_values(env_file: Path) -> dict[str, str]:
 
 def test_validates_with_a_complete_env(resolved):
     services = set(resolved["config"]["services"])
-    assert services == {"postgres", "mlflow", "redis"} | ONE_SHOT | AIRFLOW_SERVICES
+    assert services == {"postgres", "mlflow", "redis", "dask-scheduler", "dask-worker"} | ONE_SHOT | AIRFLOW_SERVICES
 
 
 def test_matches_the_compose_spec_schema(resolved):
@@ -235,9 +235,10 @@ def test_schedule_compose_profile_fits_the_containers(resolved):
 
 def test_images_pin_the_mlflow_the_projects_use():
     """Server, Airflow's client and the projects' environments speak one MLflow version."""
-    pins = {dep for env in (REPO / "projects").glob("*/python_env.yaml")
-            for dep in yaml.safe_load(env.read_text())["dependencies"] if dep.startswith("mlflow==")}
-    assert len(pins) == 1, pins
+    # Each environment installs its lock (python_env.yaml: -r requirements*.lock).
+    locks = list((REPO / "projects").glob("*/requirements*.lock"))
+    pins = {line.split()[0] for lock in locks for line in lock.read_text().splitlines() if line.startswith("mlflow==")}
+    assert len(locks) >= 4 and len(pins) == 1, pins
     for dockerfile in (REPO / "airflow" / "Dockerfile", REPO / "compose" / "mlflow" / "Dockerfile"):
         found = [m.replace("[auth]", "") for m in re.findall(r"mlflow(?:\[auth\])?==[\w.]+", dockerfile.read_text())]
         assert found == list(pins), dockerfile
