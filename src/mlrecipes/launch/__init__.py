@@ -8,8 +8,8 @@
 - `verbs`: what the `mlrecipes` verbs do with the schedule (list, config, run --all, reap, ad-hoc jobs)
 """
 
-from mlrecipes.launch.envs import prepare_env
-from mlrecipes.launch.project import child_env, environ_replaced, launch
+from mlrecipes.launch.envs import environ_replaced, prepare_env
+from mlrecipes.launch.project import child_env, launch
 from mlrecipes.launch.verbs import (
     composed_config,
     job_for,

@@ -166,7 +166,8 @@ def build_environ(job: Job) -> dict[str, str]:
 
 
 @contextmanager
-def _environ(env: dict[str, str]):
+def environ_replaced(env: dict[str, str]):
+    """os.environ set to env for the duration (MLflow's builder and mlflow.projects.run read it)."""
     saved = dict(os.environ)
     os.environ.clear()
     os.environ.update(env)
@@ -200,7 +201,7 @@ def prepare_env(job: Job, say=print) -> Path | None:
             say(f"[jobs] environment {env_dir} is broken ({problem}): removing it to rebuild")
             shutil.rmtree(env_dir)
         say(f"[jobs] building environment {env_dir} for {job.project} with {job.env_manager} (first run: minutes)")
-        with _environ(build_environ(job)):
+        with environ_replaced(build_environ(job)):
             _create_virtualenv(local_model_path=job.project_dir, python_env=python_env,
                                env_dir=env_dir, env_manager=job.env_manager)
         problem = check_env(env_dir, deps, imported)

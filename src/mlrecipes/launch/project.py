@@ -18,7 +18,6 @@ import math
 import os
 import signal
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 from mlrecipes.airflow_context import airflow_tags
@@ -30,7 +29,7 @@ from mlrecipes.errors import (
     see,
     tracking_failure,
 )
-from mlrecipes.launch.envs import env_dir_for, is_marked
+from mlrecipes.launch.envs import env_dir_for, environ_replaced, is_marked
 from mlrecipes.launch.preflight import absolute_data_dir
 from mlrecipes.launch.reap import reap, reap_superseded
 from mlrecipes.launch.supervise import Children, Terminated, TreeMemory, death_signal, project_exit_status, signal_name
@@ -63,19 +62,6 @@ def child_env(job: Job) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------- launching
-
-
-@contextmanager
-def environ_replaced(env: dict[str, str]):
-    """os.environ set to env for the duration."""
-    saved = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def _write_receipt(path: str | None, receipt: dict) -> None:
