@@ -81,3 +81,41 @@ class _borrowed:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_a_worker_killed_mid_training_fails_the_run_in_one_retryable_line(tracking_uri, ticks, dask_client,
+                                                                          monkeypatch, capsys):
+    pytest.importorskip("xgboost")
+    import os
+    import signal
+    import threading
+    import time
+
+    import mlflow
+
+    from mlrecipes.compute import steps
+
+    client, dask_cfg = dask_client
+    module = project_module("xgboost")
+    monkeypatch.setattr(steps.cluster, "client", lambda cfg: _borrowed(client))
+    cfg = composed("xgboost", ticks["parquet"], dask_cfg, "model.num_boost_round=20000",
+                   "model.early_stopping_rounds=20000", "model.params.max_depth=8")
+    pids = client.run(os.getpid)
+
+    def fit_dask(*args):  # the test kills a worker 5 s into training (its matrices take ~1 s here)
+        victim = pids[sorted(pids)[-1]]
+        threading.Timer(5, os.kill, (victim, signal.SIGKILL)).start()
+        return module.fit_dask(*args)
+
+    started = time.monotonic()
+    with mlflow.start_run():
+        outcome = steps.run(cfg, fit_dask)
+    assert time.monotonic() - started < 180
+    assert outcome.status == "FAILED" and outcome.exit_code == steps.EXIT_RETRY
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "a Dask worker was lost" in lines[0] and "nothing was registered" in lines[0]
+    assert mlflow.MlflowClient().search_registered_models() == []
+    client.wait_for_workers(2, timeout=60)  # the nanny restarted it
+    with mlflow.start_run():  # the retry
+        assert steps.run(composed("xgboost", ticks["parquet"], dask_cfg), module.fit_dask) is None
+    assert mlflow.MlflowClient().search_registered_models()[0].name == "ticks-xgboost"

@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from mlrecipes.compute import ingest, metrics
+from mlrecipes.compute import ingest, metrics, spread
 from mlrecipes.errors import UserError, one_line
 
 XGB_METRICS = {"multiclass": ("multi:softprob", ["mlogloss", "merror"]),
@@ -46,8 +46,15 @@ def log_curves(history: dict[str, dict[str, list[float]]], step_of=lambda i: i) 
         mlflow.MlflowClient().log_batch(run_id, metrics=points[start:start + 1000])
 
 
-def _persisted(client, part, features: list[str]):
-    X, y = client.persist([part[features], part[ingest.TARGET]])
+def lost_peer(message: str) -> bool:
+    """Whether an XGBoostError is the collective's (a peer's socket gone), not a bad input."""
+    return any(word in message for word in ("collective", "allgather", "allreduce", "socket.h", "Connection"))
+
+
+def _persisted(client, part, features: list[str], seed: int):
+    """(X, y) persisted together, with rows on every worker (spread)."""
+    frame = spread.across_workers(client, client.persist(part[[*features, ingest.TARGET]]), seed)
+    X, y = client.persist([frame[features], frame[ingest.TARGET]])
     return X, y
 
 
@@ -64,8 +71,8 @@ def xgboost(client, cd: ingest.ClusterData, model_cfg, seed: int):
         params["num_class"] = cd.num_classes
     max_bin = int(params.get("max_bin") or 256)
     params["max_bin"] = max_bin  # the matrices' bins and the booster's must agree
-    X, y = _persisted(client, cd.train, cd.features)
-    Xv, yv = _persisted(client, cd.validation, cd.features)
+    X, y = _persisted(client, cd.train, cd.features, seed)
+    Xv, yv = _persisted(client, cd.validation, cd.features, seed)
     try:
         dtrain = xgb.dask.DaskQuantileDMatrix(client, X, y, max_bin=max_bin, enable_categorical=True)
         dval = xgb.dask.DaskQuantileDMatrix(client, Xv, yv, ref=dtrain, max_bin=max_bin, enable_categorical=True)
@@ -74,6 +81,8 @@ def xgboost(client, cd: ingest.ClusterData, model_cfg, seed: int):
                              early_stopping_rounds=int(model_cfg.early_stopping_rounds),
                              verbose_eval=int(model_cfg.get("verbose_eval") or 0) or False)
     except xgb.core.XGBoostError as exc:
+        if lost_peer(str(exc)):  # a worker died under the collective: steps.guard_workers says so
+            raise
         raise UserError(f"xgboost rejected the data or parameters: {one_line(str(exc))}") from None
     booster, history = out["booster"], out["history"]
     log_curves(history)
@@ -132,11 +141,13 @@ def lightgbm(client, cd: ingest.ClusterData, model_cfg, seed: int):
     rounds = int(model_cfg.num_boost_round)
     # Every round by default: one pass over the trees either way (raw scores accumulate block by block).
     every = max(1, int(model_cfg.get("validation_every") or 1))
-    params = {**own, "objective": objective, "random_state": int(seed), "n_estimators": rounds}
+    # time_out: minutes LightGBM's workers wait for each other's sockets (its default, 120, makes a
+    # worker that never connects a two-hour hang).
+    params = {"time_out": 5, **own, "objective": objective, "random_state": int(seed), "n_estimators": rounds}
     if cd.objective == "multiclass":
         params["num_class"] = cd.num_classes
     estimator = lgb.DaskLGBMRegressor if cd.task == "regression" else lgb.DaskLGBMClassifier
-    X, y = _persisted(client, cd.train, cd.features)
+    X, y = _persisted(client, cd.train, cd.features, seed)
     try:
         # No client=: the default client of the run (a Client handed over fails to pickle).
         model = estimator(**params).fit(X, y)

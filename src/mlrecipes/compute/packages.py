@@ -7,7 +7,7 @@ Versions that differ from the driver's are printed: a model trained by one xgboo
 another usually loads, but the run should say so.
 
 The workers run the driver's copy of mlrecipes: a remote cluster gets it uploaded as a zip
-(`Client.upload_file`, which also reaches workers that join later), so the code that reads and
+(a worker plugin, which also reaches workers that join later), so the code that reads and
 splits a table on the workers is the code of the run, never a stale install. An embedded
 LocalCluster's workers import it from the same paths as the driver.
 """
@@ -98,7 +98,11 @@ def ship_mlrecipes(client) -> None:
         path = Path(tmp) / "mlrecipes.zip"
         path.write_bytes(buffer.getvalue())
         try:
-            client.upload_file(str(path), load=True)  # on sys.path, imported
+            from distributed.diagnostics.plugin import UploadFile
+
+            # The workers only (a worker plugin reaches those that join later too): Client.upload_file
+            # would also load it into the scheduler, which for an in-process scheduler is this process.
+            client.register_plugin(UploadFile(str(path), load=True), name="mlrecipes-code")
         except Exception as exc:  # a worker that cannot write its local directory
             raise UserError(f"cannot send mlrecipes to the Dask workers: {type(exc).__name__}: {exc}") from None
     # A worker that already imported an older mlrecipes keeps it: say so instead of running it.

@@ -202,26 +202,40 @@ class _ModelView:
 
 
 def guard_workers(client, body: Callable):
-    """`body()`, with a worker lost on the way turned into WorkerLost (one line, a retryable exit)."""
+    """`body()`, with a worker lost on the way turned into WorkerLost (one line, a retryable exit).
+
+    xgboost.dask is not fault tolerant: a lost worker fails it (Dask's "Invalid worker address"
+    on the driver, or the collective's error from a surviving peer), never a hang; the scheduler
+    may notice the loss a moment after the error, so the worker set is polled for a few seconds."""
     from distributed.client import FutureCancelledError
     from distributed.scheduler import KilledWorker
 
-    before = set(client.scheduler_info(n_workers=-1)["workers"])
+    from mlrecipes.compute import boost
+
+    before = set(_workers_now(client))
     try:
         return body()
     except UserError:
         raise
-    except (KilledWorker, FutureCancelledError, OSError, RuntimeError, ValueError) as exc:
-        gone = before - set(_workers_now(client))
-        if gone or isinstance(exc, KilledWorker):
-            raise WorkerLost(f"a Dask worker was lost while the run used it ({', '.join(sorted(gone)) or exc}): "
-                             "nothing was registered; the run can be retried") from None
-        raise
-    except Exception as exc:  # xgboost's collective fails with its own error when a peer vanishes
-        if "XGBoostError" in type(exc).__name__ and set(_workers_now(client)) != before:
-            raise WorkerLost("a Dask worker was lost during xgboost.dask training: nothing was registered; "
+    except Exception as exc:
+        collective = type(exc).__name__ == "XGBoostError" and boost.lost_peer(str(exc))
+        candidate = collective or isinstance(exc, KilledWorker | FutureCancelledError | OSError | ValueError
+                                             | RuntimeError)
+        gone = _lost(client, before) if candidate else set()
+        if gone or collective or isinstance(exc, KilledWorker):
+            where = ", ".join(sorted(gone)) or "a peer of xgboost's collective"
+            raise WorkerLost(f"a Dask worker was lost while the run used it ({where}): nothing was registered; "
                              "the run can be retried") from None
         raise
+
+
+def _lost(client, before: set[str], wait_s: float = 5.0) -> set[str]:
+    deadline = time.monotonic() + wait_s
+    while True:
+        gone = before - set(_workers_now(client))
+        if gone or time.monotonic() > deadline:
+            return gone
+        time.sleep(0.25)
 
 
 def _workers_now(client) -> list[str]:
