@@ -16,6 +16,7 @@ import hashlib
 import sys
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 
 import numpy as np
@@ -151,7 +152,8 @@ def steps(cfg, fit_dask: Callable, register: bool = True):
         mlflow.log_params({**cluster.params(compute_cfg, client),
                            **{f"compute.version.{n}": v for n, v in versions.items() if v}})
         started = time.perf_counter()
-        cd = ingest.load(cfg.data, task, client, str(compute_cfg.get("partition_by") or "file"))
+        cd = guard_workers(client, lambda: ingest.load(cfg.data, task, client,
+                                                       str(compute_cfg.get("partition_by") or "file")))
         sizes = {name: int(part.shape[0].compute()) for name, part in cd.parts().items()}
         mlflow.log_metric("ingest_seconds", time.perf_counter() - started)
         log_dataset(cd, sizes)
@@ -205,28 +207,45 @@ def guard_workers(client, body: Callable):
     """`body()`, with a worker lost on the way turned into WorkerLost (one line, a retryable exit).
 
     xgboost.dask is not fault tolerant: a lost worker fails it (Dask's "Invalid worker address"
-    on the driver, or the collective's error from a surviving peer), never a hang; the scheduler
-    may notice the loss a moment after the error, so the worker set is polled for a few seconds."""
-    from distributed.client import FutureCancelledError
+    on the driver, or the collective's error from a surviving peer). Elsewhere a lost worker's
+    persisted partitions can leave a computation waiting: a watchdog polls the workers every
+    second and, when one of them is gone, cancels the client's futures, which ends any wait at once."""
+    import threading
+
     from distributed.scheduler import KilledWorker
 
     from mlrecipes.compute import boost
 
     before = set(_workers_now(client))
+    gone: set[str] = set()
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(1.0):
+            now = _workers_now(client)
+            if now and before - set(now):
+                gone.update(before - set(now))
+                with suppress(Exception):  # every waiting gather raises at once
+                    from distributed import Future
+
+                    client.cancel([Future(key, client) for key in list(client.futures)], force=True)
+                return
+
+    watchdog = threading.Thread(target=watch, name="mlrecipes-worker-watchdog", daemon=True)
+    watchdog.start()
     try:
         return body()
-    except UserError:
-        raise
     except Exception as exc:
         collective = type(exc).__name__ == "XGBoostError" and boost.lost_peer(str(exc))
-        candidate = collective or isinstance(exc, KilledWorker | FutureCancelledError | OSError | ValueError
-                                             | RuntimeError)
-        gone = _lost(client, before) if candidate else set()
+        if not gone and (collective or not isinstance(exc, UserError)):
+            gone.update(_lost(client, before))
         if gone or collective or isinstance(exc, KilledWorker):
             where = ", ".join(sorted(gone)) or "a peer of xgboost's collective"
             raise WorkerLost(f"a Dask worker was lost while the run used it ({where}): nothing was registered; "
                              "the run can be retried") from None
         raise
+    finally:
+        stop.set()
 
 
 def _lost(client, before: set[str], wait_s: float = 5.0) -> set[str]:
