@@ -1,4 +1,5 @@
-"""The benchmarks page's generated blocks (docs/benchmarks.md): what a benchmark writes between `<!-- NAME:start -->` and `<!-- NAME:end -->`."""
+"""The benchmarks page's generated blocks (docs/benchmarks.md): what a benchmark writes between
+`<!-- NAME:start -->` and `<!-- NAME:end -->`."""
 
 from pathlib import Path
 

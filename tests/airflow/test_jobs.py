@@ -25,7 +25,7 @@ def test_cli_bad_param_is_one_line_and_creates_no_run(tracking_uri):
     assert proc.stderr.strip().splitlines() == [
         "error: unknown parameter 'bogus' for project xgboost; valid: data, num_boost_round, "
         "learning_rate, max_depth, early_stopping_rounds, limit, promote, overrides, window, window_column, "
-        "window_length"]
+        "window_length, compute"]
     import mlflow
 
     assert mlflow.MlflowClient(tracking_uri).search_experiments(filter_string="name = 'mnist'") == []

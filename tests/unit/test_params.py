@@ -20,7 +20,8 @@ DAY = "2026-01-04T00:00:00+00:00/2026-01-05T00:00:00+00:00"
 def test_the_window_parameters_and_their_config_keys():
     params = shared_params()
     assert {name: p.key for name, p in params.items()} == {
-        "window": "window.interval", "window_column": "window.column", "window_length": "window.length"}
+        "window": "window.interval", "window_column": "window.column", "window_length": "window.length",
+        "compute": "compute"}
     assert all(p.type == "string" and p.default == "" and p.help for p in params.values())
 
 
@@ -53,7 +54,8 @@ def test_overrides_of_the_same_key_win_over_a_shared_option():
 
 def test_an_unknown_option_names_the_valid_ones():
     with pytest.raises(UserError, match=r"^unknown option '--interval'; valid: --overrides, --window, "
-                                        r"--window_column, --window_length; pass Hydra overrides as key=value"):
+                                        r"--window_column, --window_length, --compute; "
+                                        r"pass Hydra overrides as key=value"):
         config.parse_argv(["--interval", DAY])
     with pytest.raises(UserError, match="^option --window needs a value"):
         config.parse_argv(["--window"])
@@ -99,7 +101,7 @@ def test_every_entry_point_takes_and_checks_the_shared_params(job):
         assert fields[name]["schema"] == {"type": kind, "description": p.help}
         assert fields[name]["default"] == default
     with pytest.raises(UserError, match=r"unknown parameter 'interval' for project .*; valid: .*window, "
-                                        r"window_column, window_length$"):
+                                        r"window_column, window_length, compute$"):
         schedule.check_params(j, {"interval": DAY})
 
 
@@ -133,7 +135,8 @@ def test_a_shared_param_of_another_type_is_type_checked(tmp_path, monkeypatch):
     ("seed=1 a==b", "'a==b' is not a key=value token"),
 ])
 def test_a_refused_overrides_value_names_what_is_refused(text, bad):
-    expected = f"overrides {text!r}: {bad}: expected space-separated key=value tokens without quotes or shell characters"
+    expected = (f"overrides {text!r}: {bad}: expected space-separated key=value tokens "
+                "without quotes or shell characters")
     assert schedule.overrides_problem(text) == expected
     job = schedule.load_schedule().job("xgboost")
     with pytest.raises(UserError) as err:
@@ -149,3 +152,23 @@ def test_a_good_overrides_value_has_no_problem():
 def test_an_empty_optional_field_of_the_form_reaches_the_launcher_as_no_value():
     # Airflow 3's form sends null for an optional field the user cleared: no "-P window=None".
     assert schedule.param_text(None) == ""
+
+
+def test_compute_picks_the_shared_group_for_every_project():
+    from mlrecipes.paths import REPO_ROOT
+
+    for project in ("xgboost", "lightgbm", "tf_mnist", "torch_mnist"):
+        local = config.compose(REPO_ROOT / "projects" / project, config.parse_argv([]))
+        dask = config.compose(REPO_ROOT / "projects" / project, config.parse_argv(["--compute", "dask"]))
+        assert (local.compute.kind, dask.compute.kind) == ("local", "dask"), project
+
+
+def test_scoring_refuses_compute_dask_in_one_line():
+    from mlrecipes.paths import REPO_ROOT
+    from mlrecipes.scoring.settings import settings
+
+    cfg = config.compose(REPO_ROOT / "projects" / "lightgbm",
+                         [*config.parse_argv(["data=ticks", "--compute", "dask"]), "+scoring=default"],
+                         optional=("data.target",))
+    with pytest.raises(UserError, match="^compute=dask: scoring runs in one process"):
+        settings(cfg)

@@ -83,6 +83,10 @@ class Sweep:
             base = OmegaConf.create(OmegaConf.to_container(full, resolve=True))
             with open_dict(base):
                 del base["sweep"]
+        # Trials run recipe.steps in this process: a cluster setting would be silently ignored.
+        if str((base.get("compute") or {}).get("kind") or "local") != "local":
+            raise UserError("compute=dask: a sweep trains its trials in one process; sweeps on a Dask cluster "
+                            "are not built yet: sweep with compute=local (the default)")
         self.base = base
         self.settings = s = settings(name, sweep_cfg, base, opts)
         registry.Gate.of(base.gate)  # a gate that cannot be applied fails now, not after the last trial
