@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # The embedded default store: one SQLite file in the repository, nothing to start.
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 
-.PHONY: help setup setup-dev lock lock-check run leaderboard promote rollback history test test-fast ui bench airflow-start airflow-stop airflow-trigger up down lint docs docs-build screenshots
+.PHONY: help setup setup-dev lock lock-check run leaderboard promote rollback history test test-dask test-fast ui bench airflow-start airflow-stop airflow-trigger up down lint docs docs-build screenshots
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -60,8 +60,16 @@ history: setup  ## make history MODEL=mnist-xgboost: every move of the champion 
 
 # The smoke runs spend much of their time single-threaded (imports, logging), so two workers
 # share the 2 cores well; the airflow, stack and browser tests start servers and run alone.
-test: setup-dev  ## every test: smoke (real MLflow Project runs, two workers), then unit, airflow, stack, browser
-	$(PY) -m pytest -n 2 --dist loadfile tests/smoke; smoke=$$?; $(PY) -m pytest --ignore=tests/smoke && exit $$smoke
+# tests/dask/test_compute_training.py (xgboost.dask / lightgbm.dask on a LocalCluster) runs apart, in
+# `make test-dask`: under a loaded CI machine it once hung in a Dask gather with both workers idle (#33 open).
+DASK_TRAINING := tests/dask/test_compute_training.py
+
+test: setup-dev  ## every test: smoke (real MLflow Project runs, two workers), then unit, airflow, stack, browser, dask
+	$(PY) -m pytest -n 2 --dist loadfile tests/smoke; smoke=$$?; \
+	$(PY) -m pytest --ignore=tests/smoke --ignore=$(DASK_TRAINING) && exit $$smoke
+
+test-dask: setup-dev  ## Dask training on a LocalCluster of 2 workers (xgboost.dask, lightgbm.dask, a killed worker)
+	$(PY) -m pytest $(DASK_TRAINING)
 
 test-fast: setup-dev  ## unit tests only (no project environments needed)
 	$(PY) -m pytest tests/unit
