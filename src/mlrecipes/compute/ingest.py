@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mlrecipes.compute import categories, read, splits
+from mlrecipes.data.dataset import TaskShape
 from mlrecipes.data.ingest import TASKS
 from mlrecipes.errors import require
 
@@ -20,7 +21,7 @@ TARGET = "__mlrecipes_y"  # the target as class index (classification) or float6
 
 
 @dataclass
-class ClusterData:
+class ClusterData(TaskShape):
     """Train / validation / test as lazy frames over persisted partitions: features, TARGET and the
     columns read besides (time, report_by)."""
 
@@ -35,16 +36,6 @@ class ClusterData:
     test: object
     params: dict = field(default_factory=dict)
     table: read.Table | None = None
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def objective(self) -> str:
-        if self.task == "regression":
-            return "regression"
-        return "binary" if self.num_classes == 2 else "multiclass"
 
     def parts(self) -> dict[str, object]:
         return {"train": self.train, "validation": self.validation, "test": self.test}

@@ -13,8 +13,24 @@ from typing import Any
 import numpy as np
 
 
+class TaskShape:
+    """What a data set's `task` and `class_names` (fields of the dataclass using it) decide: shared by
+    Dataset and the cluster's ClusterData."""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def objective(self) -> str:
+        """regression | binary | multiclass: picks the models' objective and metrics."""
+        if self.task == "regression":
+            return "regression"
+        return "binary" if self.num_classes == 2 else "multiclass"
+
+
 @dataclass
-class Dataset:
+class Dataset(TaskShape):
     """Train / validation / test rows. Images: uint8 arrays. Tables: DataFrames (float32 numbers,
     pandas categoricals whose categories are the training rows' values; missing values kept)."""
 
@@ -38,17 +54,6 @@ class Dataset:
     # The test rows of data.report_by when it is no feature (a partition such as date, an excluded
     # id), as read: what the per-value table groups by (test_rows).
     test_columns: dict[str, np.ndarray] = field(default_factory=dict)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def objective(self) -> str:
-        """regression | binary | multiclass: picks the models' objective and metrics."""
-        if self.task == "regression":
-            return "regression"
-        return "binary" if self.num_classes == 2 else "multiclass"
 
     def scoring_input(self):
         """The test rows as scoring gives them to a logged model: images as (n, 784) float pixels in
