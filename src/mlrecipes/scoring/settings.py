@@ -28,7 +28,9 @@ def settings(cfg) -> Settings:
     """cfg.scoring (and the data group's `predictions`) checked; nothing is read or connected to."""
     s = cfg.scoring
     # Scoring on a Dask cluster is not built yet (issue #33): say so rather than score here silently.
-    require(str((cfg.get("compute") or {}).get("kind") or "local") == "local",
+    from mlrecipes import compute  # stdlib only at import: no dask
+
+    require(not compute.on_dask(cfg),
             "compute=dask: scoring runs in one process (streaming record batches); scoring on a Dask "
             "cluster is not built yet: score with compute=local (the default)")
     mode = str(s.mode)

@@ -84,7 +84,9 @@ class Sweep:
             with open_dict(base):
                 del base["sweep"]
         # Trials run recipe.steps in this process: a cluster setting would be silently ignored.
-        if str((base.get("compute") or {}).get("kind") or "local") != "local":
+        from mlrecipes import compute  # stdlib only at import: no dask
+
+        if compute.on_dask(base):
             raise UserError("compute=dask: a sweep trains its trials in one process; sweeps on a Dask cluster "
                             "are not built yet: sweep with compute=local (the default)")
         self.base = base
