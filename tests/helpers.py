@@ -185,3 +185,8 @@ def project_python(job: str) -> Path:
     python = envs.env_dir_for(schedule.load_schedule().job(job)) / "bin" / "python"
     assert python.exists(), f"no project environment at {python}; the project run should have built it"
     return python
+
+
+def workers_of(stream, name: str) -> set[str]:
+    """The workers that ran tasks named `name` (e.g. read-table), from a distributed.get_task_stream record."""
+    return {t["worker"] for t in stream.data if name in str(t["key"])}

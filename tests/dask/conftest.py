@@ -16,8 +16,3 @@ def dask_client():
                           {"local": {"n_workers": 2, "threads_per_worker": 1, "memory_limit": "400MiB"}})
     with cluster.client(cfg) as client:
         yield client, cfg
-
-
-def workers_of(stream, name: str) -> set[str]:
-    """The workers that ran tasks named `name` (e.g. read-table), from a distributed.get_task_stream record."""
-    return {t["worker"] for t in stream.data if name in str(t["key"])}

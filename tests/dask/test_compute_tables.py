@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import workers_of
+from helpers import workers_of
 from omegaconf import OmegaConf
 
 pytest.importorskip("distributed")
