@@ -122,15 +122,21 @@ def rescore_on(ds) -> Callable[[str], dict]:
     from mlrecipes import evaluate
 
     def rescore(uri: str) -> dict:
-        import mlflow
-
-        flavor = mlflow.models.Model.load(uri).flavors.get("python_function", {})
-        theirs = (flavor.get("config") or {}).get("feature_set")
-        if theirs and theirs != getattr(ds, "feature_set", None):
-            raise ValueError("its window features are not this run's (features.yaml of each run)")
+        require_same_features(uri, ds)
         return evaluate.on_test_rows(uri, ds)
 
     return rescore
+
+
+def require_same_features(uri: str, ds) -> None:
+    """ValueError when the model at `uri` has window features of another definition than `ds`'s:
+    it would read this run's feature columns as its own (the gate then keeps its logged value)."""
+    import mlflow
+
+    flavor = mlflow.models.Model.load(uri).flavors.get("python_function", {})
+    theirs = (flavor.get("config") or {}).get("feature_set")
+    if theirs and theirs != getattr(ds, "feature_set", None):
+        raise ValueError("its window features are not this run's (features.yaml of each run)")
 
 
 class TestCurve:

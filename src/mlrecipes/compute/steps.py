@@ -62,6 +62,8 @@ def log_dataset(cd: ingest.ClusterData, sizes: dict[str, int]) -> None:
 
     import mlflow
 
+    from mlrecipes import tracking
+
     tags = {k.removeprefix("data.source."): str(v) for k, v in cd.params.items() if k.startswith("data.source.")}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -73,6 +75,7 @@ def log_dataset(cd: ingest.ClusterData, sizes: dict[str, int]) -> None:
             mlflow.log_input(dataset, context=context, tags=tags)
     mlflow.log_params({**cd.params, "data.rows.train": sizes["train"], "data.rows.validation": sizes["validation"],
                        "data.rows.test": sizes["test"]})
+    tracking.log_features(cd)  # features.yaml and features.* params, as a single-process run logs them
 
 
 def prior(cd: ingest.ClusterData) -> np.ndarray:
@@ -123,6 +126,9 @@ def rescore(client, cd) -> Callable[[str], dict]:
     def score(uri: str) -> dict:
         import pandas as pd
 
+        from mlrecipes import recipe
+
+        recipe.require_same_features(uri, cd)
         k = cd.num_classes
         meta = pd.DataFrame({ingest.TARGET: cd.test._meta[ingest.TARGET],
                              **{c: pd.Series([], dtype="float64") for c in predict.output_columns(cd.task, k)}})
@@ -139,8 +145,6 @@ def steps(cfg, fit_dask: Callable, register: bool = True):
 
     from mlrecipes import recipe, registry, tracking
 
-    require(not (cfg.get("features") or {}).get("define"),
-            "window features (features.define) are computed in one process for now: run them with compute=local")
     run_id = mlflow.active_run().info.run_id
     tracking.set_tags(cfg)
     tracking.log_config(cfg)
@@ -201,6 +205,7 @@ class _ModelView:
     def __init__(self, cd):
         self.task, self.feature_names, self.categories = cd.task, list(cd.features), cd.categories
         self.class_names = list(cd.class_names)
+        self.feature_set = cd.feature_set  # scoring recomputes the window features from the model's definition
 
 
 def guard_workers(client, body: Callable):

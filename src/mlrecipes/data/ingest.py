@@ -59,6 +59,18 @@ def feature_set(cfg):
     return FeatureSet.from_config(feature_config(cfg), cfg.get("time_column"))
 
 
+def checked_feature_set(cfg, schema):
+    """`feature_set(cfg)`, refused in one line before a row is read when the table cannot serve it or
+    a feature reads the label at its own tick (either engine reads the table only after this)."""
+    fs = feature_set(cfg)
+    if fs:
+        fs.validate(schema)
+        for leak in fs.reading_now(str(cfg.target))[:1]:
+            raise UserError(f"feature {leak!r} reads the target {str(cfg.target)!r} at its own tick: the label "
+                            "would leak into the model; a past label is a lag (op: lag, n >= 1)")
+    return fs
+
+
 def require_target(target: str, names: list[str], describe: str) -> None:
     require(target in names, f"target column '{target}' not in {describe}; columns: {', '.join(names)}")
 
@@ -69,12 +81,7 @@ def load_table(cfg, task: str = "classification") -> Dataset:
     source = tables.open_table(cfg)
     describe, names = source.describe(), source.columns
     require_target(str(cfg.target), names, describe)
-    fs = feature_set(cfg)
-    if fs:  # a definition the table cannot serve, or one that reads the label: nothing is read
-        fs.validate(source.schema)
-        for leak in fs.reading_now(str(cfg.target))[:1]:
-            raise UserError(f"feature {leak!r} reads the target {str(cfg.target)!r} at its own tick: the label "
-                            "would leak into the model; a past label is a lag (op: lag, n >= 1)")
+    fs = checked_feature_set(cfg, source.schema)
     features, read = columns.select_columns(cfg, names, source.schema)
     needed = fs.columns_needed()
     arrow = source.read(columns.projection([*read, *needed], features, source.schema, exact=needed))

@@ -1,0 +1,144 @@
+"""Window features on the cluster: one definition, the single-process code, per key on the workers.
+
+`with_features(client, df, fs)` takes the table as the cluster read it (compute/read.py, before any
+row is dropped or split) and returns it, lazily, with the features appended, computed by the same
+function a single process runs (`data.ingest.with_features`: Polars, per key in time order, no
+look-ahead; rows without a time have none). Not a second implementation: each key's rows are
+brought together, then handed to that function.
+
+1. every row is tagged with its place in the read (partition number, position): the order a single
+   process reads the table in, which ticks of one timestamp keep (a tie never sees a later tick);
+2. the columns the features read are shuffled on the key (`shuffle(on=key)`: Dask's P2P shuffle
+   under a distributed client), so every key's whole history lands in one partition;
+3. each partition, put back in read order, goes through `data.ingest.with_features` on a worker;
+4. the features go back to the read's partitions and row order (`set_index` on the tag with the
+   read's own boundaries: a second shuffle, of the feature columns only), and join the table there.
+   Everything after (data.limit's first rows, the splits, the dataset digest) sees the read's
+   partitions, with or without features.
+
+The limit: **a key's whole history must fit one worker** (the rows of one symbol, the columns its
+features read, several times over while Polars computes). Tick histories per symbol usually do; a
+key that does not is refused before the shuffle, in one line naming it, its rows, the memory it
+would take and the workers' limit (a worker past its limit would be restarted by its nanny, over
+and over, until Dask gives up). A definition without a key is one history: the whole table on one
+worker. Ways out: workers with more memory, a narrower `data.filters` / `data.window`, or a finer key.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mlrecipes.errors import UserError, require
+
+ROW = "__mlrecipes_read_row"  # partition number << SHIFT | position in it: the read's order
+SHIFT = 40
+# Bytes Polars holds per byte of a key's input columns, and per feature value, while computing
+# (an Arrow copy, the sorted frame, the layer being computed, the result); measured on ticks.yaml.
+INPUT_COPIES, FEATURE_COPIES = 4, 3
+HEADROOM = 0.5  # of a worker's memory limit: the partition's other keys and the worker's own use
+
+
+def reading(table, fs):
+    """`table` (compute.read.Table) also reading the columns `fs` reads, at their own precision, as
+    data/ingest.py reads them (a return of float32 prices is not the return of the prices)."""
+    from dataclasses import replace
+
+    from mlrecipes.data import columns
+
+    needed = fs.columns_needed()
+    if not needed:
+        return table
+    read = list(dict.fromkeys([*table.read, *needed]))
+    projection = columns.projection(read, table.features, table.source.schema, exact=needed)
+    return replace(table, scan=replace(table.scan, projection=projection), read=read)
+
+
+def with_features(client, df, fs):
+    """`df` (a dask DataFrame of the table as read) with `fs`'s features appended as float32 columns
+    (as a single process types them), its partitions and row order unchanged."""
+    import dask.dataframe as dd
+
+    if not fs:
+        return df
+    n = df.npartitions
+    tagged = df.map_partitions(_tagged, meta=df._meta.assign(**{ROW: np.int64(0)}))
+    inputs = tagged[[*fs.columns_needed(), ROW]]
+    fits(client, inputs, fs)
+    grouped = inputs.shuffle(on=fs.key) if fs.key else inputs.repartition(npartitions=1)
+    meta = _features_meta(fs.names)
+    computed = grouped.map_partitions(_computed, fs.to_dict(), meta=meta.assign(**{ROW: np.int64(0)}),
+                                      enforce_metadata=False)
+    divisions = [i << SHIFT for i in range(n)] + [(n << SHIFT) - 1]
+    back = computed.set_index(ROW, divisions=divisions)
+    return dd.map_partitions(_joined, df, back, fs.names, meta=df._meta.assign(**meta), align_dataframes=False,
+                             enforce_metadata=False)
+
+
+def _tagged(frame, partition_info=None):
+    number = (partition_info or {}).get("number", 0)
+    return frame.assign(**{ROW: (np.int64(number) << SHIFT) + np.arange(len(frame), dtype=np.int64)})
+
+
+def _features_meta(names: list[str]):
+    import pandas as pd
+
+    return pd.DataFrame({name: pd.Series([], dtype="float32") for name in names})
+
+
+def _computed(frame, definition: dict):
+    """One partition's keys (whole) through the single-process function, in the read's order."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from mlrecipes.data import columns, ingest
+    from mlrecipes.features import FeatureSet
+
+    fs = FeatureSet.from_dict(definition)
+    if not len(frame):
+        return _features_meta(fs.names).assign(**{ROW: np.zeros(0, dtype=np.int64)})
+    frame = frame.sort_values(ROW, kind="stable")  # a shuffle promises no order of its rows
+    arrow = pa.Table.from_pandas(frame.drop(columns=ROW), preserve_index=False)
+    done = ingest.with_features(arrow, fs)
+    return pd.DataFrame({**{name: columns.feature(done.column(name)) for name in fs.names},
+                         ROW: frame[ROW].to_numpy()})
+
+
+def _joined(frame, computed, names: list[str]):
+    require(len(frame) == len(computed), "features: a partition came back with another row count")
+    return frame.assign(**{name: computed[name].to_numpy() for name in names})
+
+
+def _key_sizes(frame, key: str | None):
+    """Per key of this partition: its rows and the bytes of its input columns."""
+    import pandas as pd
+
+    per_row = frame.memory_usage(deep=True, index=False).sum() / max(len(frame), 1)
+    if key is None:
+        rows = pd.Series([len(frame)], index=pd.Index(["the table"], name="key"))
+    else:
+        rows = frame.groupby(key, dropna=False, observed=True, sort=False).size().rename_axis("key")
+    return pd.DataFrame({"rows": rows.astype("int64"), "bytes": (rows * per_row).astype("float64")})
+
+
+def fits(client, inputs, fs) -> None:
+    """Refuse, in one line and before the shuffle, a key whose history would not fit one worker."""
+    import pandas as pd
+
+    limits = [w.get("memory_limit") or 0 for w in client.scheduler_info(n_workers=-1)["workers"].values()]
+    limit = min((m for m in limits if m), default=0)
+    if not limit:  # workers without a memory limit: nothing to check against
+        return
+    meta = pd.DataFrame({"rows": pd.Series([], dtype="int64"), "bytes": pd.Series([], dtype="float64")},
+                        index=pd.Index([], name="key", dtype=inputs._meta[fs.key].dtype if fs.key else object))
+    sizes = inputs.drop(columns=ROW).map_partitions(_key_sizes, fs.key, meta=meta)
+    totals = sizes.reset_index().groupby("key", dropna=False).sum().compute()
+    need = totals["bytes"] * INPUT_COPIES + totals["rows"] * 8.0 * len(fs) * FEATURE_COPIES
+    if need.empty or need.max() <= HEADROOM * limit:
+        return
+    key = need.idxmax()
+    mib = 1 << 20
+    what = "the table (features.key is null: one history)" if fs.key is None else f"{fs.key}={key!r}"
+    raise UserError(f"window features on the cluster: {what} has {int(totals['rows'][key])} rows, about "
+                    f"{need[key] / mib:.0f} MiB to compute on one worker, over half a worker's memory limit "
+                    f"({limit / mib:.0f} MiB): a key's whole history must fit one worker; give the workers more "
+                    "memory, read less of the table (data.filters, data.window) or use a finer key")

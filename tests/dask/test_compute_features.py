@@ -1,0 +1,124 @@
+"""Window features on a LocalCluster of 2 workers: the single-process values for every row, in a
+training run whose model carries the definition."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from helpers import REPO
+
+from mlrecipes.errors import UserError
+
+ROWS_PER_FILE = 200
+
+
+@pytest.fixture(scope="module")
+def mixed(ticks, tmp_path_factory):
+    """The tick table with ties (times cut to 5 minutes: several ticks of a symbol share one), a few
+    rows without a time, a `seq` column (the row's place), in files of 200 rows of every symbol
+    (hive by date), so a symbol's history, and some of its ties, span several files."""
+    import pyarrow.dataset as pads
+
+    table = ticks["table"]
+    five = 300 * 1_000_000
+    ts = pc.cast(pc.multiply(pc.divide(pc.cast(table.column("ts"), pa.int64()), five), five), pa.timestamp("us"))
+    ts = pc.if_else(pa.array(np.isin(np.arange(table.num_rows), [3, 700, 1501])), pa.scalar(None, ts.type), ts)
+    table = table.set_column(table.schema.get_field_index("ts"), "ts", ts)
+    table = table.append_column("seq", pa.array(np.arange(table.num_rows)))
+    out = tmp_path_factory.mktemp("mixed") / "ticks"
+    pads.write_dataset(table, out, format="parquet", partitioning=["date"], partitioning_flavor="hive",
+                       max_rows_per_file=ROWS_PER_FILE, max_rows_per_group=ROWS_PER_FILE, preserve_order=True)
+    return table, out
+
+
+def composed(path, *overrides):
+    from mlrecipes import config
+
+    return config.compose(REPO / "projects" / "xgboost", ["data=ticks", f"data.path={path}", *overrides])
+
+
+def test_the_clusters_features_are_the_single_process_features_of_every_row(mixed, dask_client):
+    import pyarrow.dataset as pads
+
+    from mlrecipes.compute import features, read
+    from mlrecipes.data import columns, ingest
+
+    client, _ = dask_client
+    table, path = mixed
+    files = len(pads.dataset(path).files)
+    day = pc.cast(pc.divide(table.column("seq"), 480), pa.int64()).to_numpy()
+    where = (table.column("seq").to_numpy() - day * 480) // ROWS_PER_FILE + 10 * day  # the row's file
+    ties = table.select(["symbol", "ts"]).append_column("file", pa.array(where)).group_by(["symbol", "ts"]).aggregate(
+        [("file", "count_distinct")])
+    assert files > 5 and pc.max(ties.column("file_count_distinct")).as_py() > 1  # a tie across two files
+
+    cfg = composed(path).data
+    fs = ingest.feature_set(cfg)
+    opened = features.reading(read.open_for_cluster(cfg), fs)
+    df = opened.frame()
+    assert df.npartitions == files
+    out = features.with_features(client, df, fs).compute()
+
+    # The single-process run: the same read, the same definition, in one process.
+    one = ingest.with_features(opened.source.read(list(opened.scan.projection)), fs)
+    assert out["seq"].tolist() == list(range(table.num_rows))  # the read's partitions and row order
+    assert out["ts"].isna().sum() == 3
+    for name in fs.names:
+        expected = columns.feature(one.column(name))
+        assert out[name].dtype == np.float32
+        np.testing.assert_array_equal(out[name].to_numpy(), expected, err_msg=name)
+    assert np.isfinite(out["ret_20"].to_numpy()).sum() > 2000
+
+
+def test_a_key_too_large_for_a_worker_is_refused_before_the_shuffle(mixed, dask_client, monkeypatch):
+    from mlrecipes.compute import features, read
+    from mlrecipes.data import ingest
+
+    client, _ = dask_client
+    cfg = composed(mixed[1]).data
+    fs = ingest.feature_set(cfg)
+    df = features.reading(read.open_for_cluster(cfg), fs).frame()
+    monkeypatch.setattr(features, "HEADROOM", 1e-6)  # a worker of a few hundred bytes
+    with pytest.raises(UserError, match=r"symbol='\d+' has \d+ rows.*a key's whole history must fit one worker"):
+        features.with_features(client, df, fs)
+
+
+def test_a_cluster_run_with_features_logs_them_and_its_model_carries_the_definition(
+        tracking_uri, ticks, dask_client, monkeypatch):
+    pytest.importorskip("xgboost")
+    from contextlib import nullcontext
+
+    import mlflow
+    import yaml
+    from omegaconf import OmegaConf, open_dict
+    from test_compute_training import project_module
+
+    from mlrecipes import data
+    from mlrecipes.compute import steps
+    from mlrecipes.paths import SHARED_CONF
+
+    client, dask_cfg = dask_client
+    monkeypatch.setattr(steps.cluster, "client", lambda cfg: nullcontext(client))  # the session's cluster
+    cfg = composed(ticks["parquet"], "model.num_boost_round=40")
+    with open_dict(cfg):
+        cfg.compute = OmegaConf.merge(OmegaConf.load(SHARED_CONF / "compute" / "dask.yaml"), dask_cfg)
+    with mlflow.start_run() as run:
+        outcome = steps.steps(cfg, project_module("xgboost").fit_dask)
+    assert outcome.registered is not None
+
+    # Logged as a single-process run logs them, and carried by the model: scoring recomputes from there.
+    ds = data.load(cfg.data, "classification")  # one process: the same table, the same features
+    params = mlflow.get_run(run.info.run_id).data.params
+    assert params["features.names"] == ",".join(n["name"] for n in ds.feature_set["define"])
+    assert params["features.count"] == "12"
+    logged = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/features.yaml")
+    assert yaml.safe_load(logged) == ds.feature_set
+    flavor = mlflow.models.Model.load(outcome.model_uri).flavors["python_function"]
+    assert flavor["config"]["feature_set"] == ds.feature_set
+    assert {f["name"] for f in ds.feature_set["define"]} <= set(flavor["config"]["features"])
+
+    # The single-process test rows, features computed in one process: the cluster's test accuracy.
+    model = mlflow.pyfunc.load_model(outcome.model_uri)
+    out = model.predict(ds.scoring_input())
+    labels = np.asarray(ds.class_names)[ds.y_test]
+    assert np.mean(out["prediction"].to_numpy() == labels) == pytest.approx(outcome.metrics["test_accuracy"], abs=1e-9)
