@@ -190,3 +190,16 @@ def project_python(job: str) -> Path:
 def workers_of(stream, name: str) -> set[str]:
     """The workers that ran tasks named `name` (e.g. read-table), from a distributed.get_task_stream record."""
     return {t["worker"] for t in stream.data if name in str(t["key"])}
+
+
+class borrowed:
+    """A cluster.client(cfg) stand-in that hands out the session's Dask client and leaves it open."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def __enter__(self):
+        return self.client
+
+    def __exit__(self, *exc):
+        return False

@@ -7,7 +7,7 @@ import importlib.util
 import numpy as np
 import pytest
 from distributed import get_task_stream
-from helpers import REPO
+from helpers import REPO, borrowed
 from omegaconf import OmegaConf, open_dict
 
 from mlrecipes.paths import SHARED_CONF
@@ -41,7 +41,7 @@ def test_trains_on_both_workers_registers_the_table_model_and_matches_one_proces
 
     client, dask_cfg = dask_client
     module = project_module(project)
-    monkeypatch.setattr(steps.cluster, "client", lambda cfg: _borrowed(client))  # the session's cluster
+    monkeypatch.setattr(steps.cluster, "client", lambda cfg: borrowed(client))  # the session's cluster
     cfg = composed(project, ticks["parquet"], dask_cfg)
     streams = []
 
@@ -72,17 +72,6 @@ def test_trains_on_both_workers_registers_the_table_model_and_matches_one_proces
     assert np.mean(out["prediction"].to_numpy() == labels) == pytest.approx(outcome.metrics["test_accuracy"], abs=1e-9)
 
 
-class _borrowed:
-    def __init__(self, client):
-        self.client = client
-
-    def __enter__(self):
-        return self.client
-
-    def __exit__(self, *exc):
-        return False
-
-
 def test_a_worker_killed_mid_training_fails_the_run_in_one_retryable_line(tracking_uri, ticks, dask_client,
                                                                           monkeypatch, capsys):
     pytest.importorskip("xgboost")
@@ -97,7 +86,7 @@ def test_a_worker_killed_mid_training_fails_the_run_in_one_retryable_line(tracki
 
     client, dask_cfg = dask_client
     module = project_module("xgboost")
-    monkeypatch.setattr(steps.cluster, "client", lambda cfg: _borrowed(client))
+    monkeypatch.setattr(steps.cluster, "client", lambda cfg: borrowed(client))
     cfg = composed("xgboost", ticks["parquet"], dask_cfg, "model.num_boost_round=20000",
                    "model.early_stopping_rounds=20000", "model.params.max_depth=8")
     pids = client.run(os.getpid)

@@ -163,12 +163,18 @@ def test_compute_picks_the_shared_group_for_every_project():
         assert (local.compute.kind, dask.compute.kind) == ("local", "dask"), project
 
 
-def test_scoring_refuses_compute_dask_in_one_line():
+def test_scoring_takes_compute_dask_for_tables_and_refuses_it_for_images_in_one_line():
     from mlrecipes.paths import REPO_ROOT
     from mlrecipes.scoring.settings import settings
 
-    cfg = config.compose(REPO_ROOT / "projects" / "lightgbm",
-                         [*config.parse_argv(["data=ticks", "--compute", "dask"]), "+scoring=default"],
-                         optional=("data.target",))
-    with pytest.raises(UserError, match="^compute=dask: scoring runs in one process"):
-        settings(cfg)
+    def composed(*argv):
+        return config.compose(REPO_ROOT / "projects" / "lightgbm",
+                              [*config.parse_argv([*argv, "--compute", "dask"]), "+scoring=default"],
+                              optional=("data.target",))
+
+    assert settings(composed("data=ticks")).dask  # compute.score scores it on the cluster
+    assert not settings(config.compose(REPO_ROOT / "projects" / "lightgbm",
+                                       [*config.parse_argv(["data=ticks"]), "+scoring=default"],
+                                       optional=("data.target",))).dask
+    with pytest.raises(UserError, match="^compute=dask scores tables; an IDX image set is scored in one process"):
+        settings(composed("data=mnist", "scoring.output=/tmp/predictions"))

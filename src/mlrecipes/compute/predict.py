@@ -134,3 +134,39 @@ def pyfunc_scored(frame, uri: str, features: list[str], class_names: list[str], 
         columns = {f"p{i}": np.clip(out[f"proba_{c}"].to_numpy(np.float64), 1e-12, None)
                    if f"proba_{c}" in out.columns else np.full(len(out), 1e-12) for i, c in enumerate(class_names)}
     return pd.DataFrame({target: frame[target].to_numpy(), **columns}, index=frame.index)
+
+
+def model_bytes(uri: str) -> tuple[bytes, str]:
+    """A registered model's MLflow directory as zip bytes (what scoring's workers load it from, so
+    they need no access to the registry) and a digest of its files (the same model, the same key)."""
+    import io
+    import tempfile
+    import zipfile
+    from pathlib import Path
+
+    import mlflow
+
+    buffer, digest = io.BytesIO(), hashlib.sha256()
+    with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        root = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            name = str(path.relative_to(root))
+            digest.update(name.encode() + b"\0" + path.read_bytes())
+            archive.write(path, name)
+    return buffer.getvalue(), digest.hexdigest()[:16]
+
+
+def pyfunc_of(data: bytes, key: str):
+    """The pyfunc of model_bytes' zip, loaded once per worker process (unpacked, loaded, the files removed)."""
+    model = _LOADED.get(key)
+    if model is None:
+        import io
+        import tempfile
+        import zipfile
+
+        import mlflow
+
+        with tempfile.TemporaryDirectory() as tmp:
+            zipfile.ZipFile(io.BytesIO(data)).extractall(tmp)
+            model = _LOADED[key] = mlflow.pyfunc.load_model(tmp)
+    return model

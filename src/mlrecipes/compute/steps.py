@@ -22,15 +22,22 @@ from dataclasses import dataclass
 import numpy as np
 
 from mlrecipes.compute import cluster, ingest, metrics, packages, predict
-from mlrecipes.errors import UserError, require
+from mlrecipes.errors import UserError, require, see
 
 EXIT_RETRY = 75  # EX_TEMPFAIL: the cluster lost a worker; the same run may succeed when retried
+DEFAULT_PAUSED_TIMEOUT_S = 60.0  # compute.paused_timeout_s
 
 
 class WorkerLost(Exception):
     """A worker died under the run (killed, out of memory); the run may succeed on a retry."""
 
     exit_code = EXIT_RETRY
+
+
+class WorkersPaused(UserError):
+    """Every worker stuck at its memory limit. A user error (exit 2), not EXIT_RETRY: the same table
+    on workers of the same size pauses them again, so a retry would only wait as long once more;
+    like the launcher's memory_limit_mb, the fix is a setting (more memory, workers, partitions)."""
 
 
 @dataclass
@@ -143,46 +150,57 @@ def steps(cfg, fit_dask: Callable, register: bool = True):
     """recipe.steps on the cluster of cfg.compute; returns recipe.Outcome."""
     import mlflow
 
-    from mlrecipes import recipe, registry, tracking
+    from mlrecipes import recipe, tracking
 
     run_id = mlflow.active_run().info.run_id
     tracking.set_tags(cfg)
     tracking.log_config(cfg)
-    task = str(cfg.get("task") or "classification")
     compute_cfg = cfg.compute
     local = not (compute_cfg.get("address") or compute_cfg.get("cluster"))
     with cluster.client(compute_cfg) as client:
         versions = packages.prepare(client, [str(cfg.framework)], local=local)
         mlflow.log_params({**cluster.params(compute_cfg, client),
                            **{f"compute.version.{n}": v for n, v in versions.items() if v}})
-        started = time.perf_counter()
-        cd = guard_workers(client, lambda: ingest.load(cfg.data, task, client,
-                                                       str(compute_cfg.get("partition_by") or "file")))
-        sizes = {name: int(part.shape[0].compute()) for name, part in cd.parts().items()}
-        mlflow.log_metric("ingest_seconds", time.perf_counter() - started)
-        log_dataset(cd, sizes)
-        print(f"[{cfg.project}:{cfg.variant}] data {cd.name} on {cluster.describe(compute_cfg)}: {sizes['train']} "
-              f"train, {sizes['validation']} validation, {sizes['test']} test rows", flush=True)
-        started, cpu_started = time.perf_counter(), time.process_time()
-        trained = guard_workers(client, lambda: fit_dask(cfg, cd, client))
-        train_seconds = time.perf_counter() - started
-        mlflow.log_metrics({"train_seconds": train_seconds, "train_cpu_seconds": time.process_time() - cpu_started})
-        validation, results, bar = guard_workers(
-            client, lambda: evaluate_on_cluster(client, cd, trained, int(compute_cfg.get("sample_rows") or 10_000),
-                                                int(cfg.seed)))
-        mlflow.flush_async_logging()
-        example = metrics.sample(cd.test[cd.features], 5, int(cfg.seed), total=sizes["test"])
-        info = log_model(trained, cd, example, recipe.pinned_requirements("mlflow", *trained.requirements))
-        registered = None
-        if register:
-            registered = registry.register_and_gate(info.model_uri, cfg.registry.model_name, run_id,
-                                                    {**results, **bar}, cfg.gate, rescore=rescore(client, cd),
-                                                    context=tracking.airflow_tags())
+        # One guard from the first read to the gate: any of them waits on the workers.
+        outcome, train_seconds = guard_workers(client, lambda: _on_cluster(cfg, client, fit_dask, register, run_id),
+                                               paused_timeout_s=paused_timeout(compute_cfg))
     mlflow.log_metric("peak_rss_mb", recipe.peak_rss_mb())
-    headline = ", ".join(f"{k} {v:.4f}" for k, v in results.items() if k in ("test_accuracy", "test_rmse"))
+    headline = ", ".join(f"{k} {v:.4f}" for k, v in outcome.metrics.items() if k in ("test_accuracy", "test_rmse"))
     print(f"[{cfg.project}:{cfg.variant}] {headline}, train {train_seconds:.1f}s on the cluster, run {run_id}",
           flush=True)
-    return recipe.Outcome(run_id, {**validation, **results}, info.model_uri, registered)
+    return outcome
+
+
+def _on_cluster(cfg, client, fit_dask: Callable, register: bool, run_id: str):
+    """ingest → split → train → evaluate → log → register + gate; (recipe.Outcome, training seconds)."""
+    import mlflow
+
+    from mlrecipes import recipe, registry, tracking
+
+    compute_cfg = cfg.compute
+    started = time.perf_counter()
+    cd = ingest.load(cfg.data, str(cfg.get("task") or "classification"), client,
+                     str(compute_cfg.get("partition_by") or "file"))
+    sizes = {name: int(part.shape[0].compute()) for name, part in cd.parts().items()}
+    mlflow.log_metric("ingest_seconds", time.perf_counter() - started)
+    log_dataset(cd, sizes)
+    print(f"[{cfg.project}:{cfg.variant}] data {cd.name} on {cluster.describe(compute_cfg)}: {sizes['train']} "
+          f"train, {sizes['validation']} validation, {sizes['test']} test rows", flush=True)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    trained = fit_dask(cfg, cd, client)
+    train_seconds = time.perf_counter() - started
+    mlflow.log_metrics({"train_seconds": train_seconds, "train_cpu_seconds": time.process_time() - cpu_started})
+    validation, results, bar = evaluate_on_cluster(client, cd, trained, int(compute_cfg.get("sample_rows") or 10_000),
+                                                   int(cfg.seed))
+    mlflow.flush_async_logging()
+    example = metrics.sample(cd.test[cd.features], 5, int(cfg.seed), total=sizes["test"])
+    info = log_model(trained, cd, example, recipe.pinned_requirements("mlflow", *trained.requirements))
+    registered = None
+    if register:
+        registered = registry.register_and_gate(info.model_uri, cfg.registry.model_name, run_id,
+                                                {**results, **bar}, cfg.gate, rescore=rescore(client, cd),
+                                                context=tracking.airflow_tags())
+    return recipe.Outcome(run_id, {**validation, **results}, info.model_uri, registered), train_seconds
 
 
 def log_model(trained: ClusterTrained, cd, example, requirements: list[str]):
@@ -208,13 +226,21 @@ class _ModelView:
         self.feature_set = cd.feature_set  # scoring recomputes the window features from the model's definition
 
 
-def guard_workers(client, body: Callable):
-    """`body()`, with a worker lost on the way turned into WorkerLost (one line, a retryable exit).
+def guard_workers(client, body: Callable, left: str = "nothing was registered",
+                  paused_timeout_s: float = DEFAULT_PAUSED_TIMEOUT_S):
+    """`body()`, with a worker lost on the way turned into WorkerLost (one line, a retryable exit),
+    and workers stuck at their memory limit into WorkersPaused (one line, exit 2); `left` says what
+    the run left behind (scoring: the output is unchanged).
 
     xgboost.dask is not fault tolerant: a lost worker fails it (Dask's "Invalid worker address"
     on the driver, or the collective's error from a surviving peer). Elsewhere a lost worker's
     persisted partitions can leave a computation waiting: a watchdog polls the workers every
-    second and, when one of them is gone, cancels the client's futures, which ends any wait at once."""
+    second and, when one of them is gone, cancels the client's futures, which ends any wait at once.
+
+    Dask pauses a worker past 80 % of its memory limit (distributed.worker.memory.pause): it starts
+    no task until its memory falls. When every worker is paused and one of them has run nothing for
+    `paused_timeout_s`, nothing will free memory (spilling has had its chance; what is left is
+    the process's own), so the watchdog cancels the futures the same way instead of a wait forever."""
     import threading
 
     from distributed.scheduler import KilledWorker
@@ -223,34 +249,68 @@ def guard_workers(client, body: Callable):
 
     before = set(_workers_now(client))
     gone: set[str] = set()
+    paused: dict[str, dict] = {}
     stop = threading.Event()
 
-    def watch() -> None:
-        while not stop.wait(1.0):
-            now = _workers_now(client)
-            if now and before - set(now):
-                gone.update(before - set(now))
-                with suppress(Exception):  # every waiting gather raises at once
-                    from distributed import Future
+    def cancel() -> None:
+        with suppress(Exception):  # every waiting gather raises at once
+            from distributed import Future
 
-                    client.cancel([Future(key, client) for key in list(client.futures)], force=True)
-                return
+            client.cancel([Future(key, client) for key in list(client.futures)], force=True)
+
+    def watch() -> None:
+        stalled_since = None
+        while not stop.wait(1.0):
+            workers = _worker_info(client)
+            if workers and before - set(workers):
+                gone.update(before - set(workers))
+                return cancel()
+            stalled_since = (stalled_since or time.monotonic()) if _stalled(workers) else None
+            if stalled_since is not None and time.monotonic() - stalled_since > paused_timeout_s:
+                paused.update(workers)
+                return cancel()
 
     watchdog = threading.Thread(target=watch, name="mlrecipes-worker-watchdog", daemon=True)
     watchdog.start()
     try:
         return body()
     except Exception as exc:
+        if paused:
+            raise WorkersPaused(_paused_line(paused, paused_timeout_s, left)) from None
         collective = type(exc).__name__ == "XGBoostError" and boost.lost_peer(str(exc))
         if not gone and (collective or not isinstance(exc, UserError)):
             gone.update(_lost(client, before))
         if gone or collective or isinstance(exc, KilledWorker):
             where = ", ".join(sorted(gone)) or "a peer of xgboost's collective"
-            raise WorkerLost(f"a Dask worker was lost while the run used it ({where}): nothing was registered; "
-                             "the run can be retried") from None
+            raise WorkerLost(f"a Dask worker was lost while the run used it ({where}): {left}; "
+                             "the run can be retried" + see("a-dask-worker-was-lost")) from None
         raise
     finally:
         stop.set()
+
+
+def paused_timeout(compute_cfg) -> float:
+    """compute.paused_timeout_s: how long every worker may stay paused with work waiting."""
+    return float(compute_cfg.get("paused_timeout_s") or DEFAULT_PAUSED_TIMEOUT_S)
+
+
+def _stalled(workers: dict[str, dict]) -> bool:
+    """Every worker paused, and not all of them busy: a paused worker runs nothing new (a task
+    still running on every worker is progress: xgboost's training tasks may run paused)."""
+    busy = [int(w.get("metrics", {}).get("task_counts", {}).get("executing", 0)) > 0 for w in workers.values()]
+    return bool(workers) and all(w.get("status") == "paused" for w in workers.values()) and not all(busy)
+
+
+def _paused_line(workers: dict[str, dict], waited_s: float, left: str) -> str:
+    def mib(n) -> str:
+        return f"{int(n or 0) / 2**20:.0f}"
+
+    which = ", ".join(f"{addr} at {mib(w.get('metrics', {}).get('memory'))} of {mib(w.get('memory_limit'))} MiB"
+                      for addr, w in sorted(workers.items()))
+    return (f"every Dask worker has been paused at its memory limit for {waited_s:g} s with work waiting ({which}): "
+            f"{left}; raise compute.local.memory_limit (or the cluster's worker memory), "
+            "add workers, or read the table in more partitions (compute.partition_by=row_group)"
+            + see("dask-workers-paused-at-their-memory-limit"))
 
 
 def _lost(client, before: set[str], wait_s: float = 5.0) -> set[str]:
@@ -262,11 +322,15 @@ def _lost(client, before: set[str], wait_s: float = 5.0) -> set[str]:
         time.sleep(0.25)
 
 
-def _workers_now(client) -> list[str]:
+def _worker_info(client) -> dict[str, dict]:
     try:
-        return list(client.scheduler_info(n_workers=-1)["workers"])
+        return dict(client.scheduler_info(n_workers=-1)["workers"])
     except Exception:
-        return []
+        return {}
+
+
+def _workers_now(client) -> list[str]:
+    return list(_worker_info(client))
 
 
 def run(cfg, fit_dask: Callable):

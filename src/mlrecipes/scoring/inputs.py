@@ -73,17 +73,49 @@ def open_input(cfg, model: Model, settings: Settings) -> Input:
         return Input(image_chunks(cfg.data, str(s.images), settings.batch_size),
                      f"IDX {cfg.data.name} {s.images} images", "idx", f"{cfg.data.name} {s.images} images",
                      [], [], None)
+    sliced = table_slice(cfg, model)
+    source = sliced.source
+    if model.feature_set:  # the history read with the data group's filters, not the window: training's rows
+        report = FeatureReport()
+        chunks = featured_chunks(source, model, sliced.passthrough, sliced.target, settings, sliced.group,
+                                 tables.as_conditions(cfg.data.get("filters")), report)
+        return sliced.input(chunks, report)
+    return sliced.input(table_chunks(source, model, sliced.passthrough, sliced.target, settings.batch_size,
+                                     sliced.group))
+
+
+@dataclass
+class TableSlice:
+    """A table's slice opened and checked against the scoring config: what to read and pass through.
+    The same for one process and for a cluster (compute.score), which reads it on the workers."""
+
+    source: tables.TableSource
+    conditions: list[list]  # the slice as [column, op, value]
+    passthrough: list[str]  # keys, partition and filter columns: written beside the predictions
+    target: str | None  # the target column, when the input still carries it: live metrics
+    group: str | None  # data.report_by
+
+    def input(self, chunks, features: FeatureReport | None = None) -> Input:
+        source = self.source
+        params = {"data.source.uri": source.uri, "data.source.kind": source.kind,
+                  **({"data.source.version": source.version} if source.version is not None else {}),
+                  **({"data.source.filter": source.filter_text} if source.filter_text else {})}
+        return Input(chunks, source.describe(), source.kind, source.filter_text, list(source.partition_columns),
+                     self.conditions, source.schema, params, features)
+
+
+def table_slice(cfg, model: Model) -> TableSlice:
     require(model.features is not None, f"model {model.name} was trained on images; data={cfg.data.kind} is a table")
+    s = cfg.scoring
     source = tables.open_table(cfg.data)
     schema = source.schema
     conditions = tables.conditions(cfg.data, schema)  # the slice: the data group's filters and the window
     source.filter, source.filter_text = tables.filter_expression(conditions, schema)
-    describe, filter_text = source.describe(), source.filter_text
+    describe = source.describe()
     keys = [str(k) for k in (s["keys"] or [])]
     unknown = [k for k in keys if k not in schema.names]
     require(not unknown, f"scoring.keys: unknown column(s) {', '.join(unknown)}; columns: {', '.join(schema.names)}")
-    partition_by = list(source.partition_columns)
-    passthrough = list(dict.fromkeys([*keys, *partition_by, *(c[0] for c in conditions)]))
+    passthrough = list(dict.fromkeys([*keys, *source.partition_columns, *(c[0] for c in conditions)]))
     clash = clashes_with_output(passthrough)
     require(not clash, f"scoring.keys: {', '.join(clash)} would clash with an output column")
     target = None if _is_missing(cfg.data, "target") else cfg.data.get("target")
@@ -92,16 +124,7 @@ def open_input(cfg, model: Model, settings: Settings) -> Input:
     require(not group or group in schema.names,
             f"data.report_by: no column {group!r} in {describe}; set data.report_by=null or one of "
             f"{', '.join(schema.names)}")
-    params = {"data.source.uri": source.uri, "data.source.kind": source.kind,
-              **({"data.source.version": source.version} if source.version is not None else {}),
-              **({"data.source.filter": filter_text} if filter_text else {})}
-    if model.feature_set:  # the history read with the data group's filters, not the window: training's rows
-        report = FeatureReport()
-        chunks = featured_chunks(source, model, passthrough, target, settings, group,
-                                 tables.as_conditions(cfg.data.get("filters")), report)
-        return Input(chunks, describe, source.kind, filter_text, partition_by, conditions, schema, params, report)
-    return Input(table_chunks(source, model, passthrough, target, settings.batch_size, group), describe,
-                 source.kind, filter_text, partition_by, conditions, schema, params)
+    return TableSlice(source, conditions, passthrough, target, group)
 
 
 def table_chunks(source: tables.TableSource, model: Model, passthrough: list[str], target: str | None,

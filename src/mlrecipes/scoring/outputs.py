@@ -62,15 +62,17 @@ class ParquetOutput:
         except OSError as exc:
             raise UserError(f"output {self.uri} is not writable: {one_line(str(exc))}") from None
 
-    def write(self, reader: pa.RecordBatchReader, partition_by: list[str], mode: str):
-        """Into the staging directory; `mode` is applied by the swap (commit)."""
+    def write(self, reader: pa.RecordBatchReader, partition_by: list[str], mode: str, part: str = ""):
+        """Into the staging directory; `mode` is applied by the swap (commit). `part` names the files of
+        one writer of several (a cluster's partition, compute.score), all staged side by side."""
         import pyarrow.dataset as pads
 
         partitioning = (pads.partitioning(pa.schema([reader.schema.field(c) for c in partition_by]), flavor="hive")
                         if partition_by else None)
         pads.write_dataset(reader, self.staging, filesystem=self.fs, format="parquet", partitioning=partitioning,
-                           basename_template=self.token + "{i}.parquet", existing_data_behavior="overwrite_or_ignore",
-                           max_rows_per_file=1 << 22, max_rows_per_group=1 << 17)
+                           basename_template=self.token + part + "{i}.parquet",
+                           existing_data_behavior="overwrite_or_ignore", max_rows_per_file=1 << 22,
+                           max_rows_per_group=1 << 17)
 
     def write_failure(self, exc: Exception) -> UserError | None:
         """The one line for a failed write; None: not the storage's doing (re-raised as it is)."""

@@ -41,7 +41,7 @@ def run(project_dir: Path, argv: list[str]) -> int:
     attached = bool(os.environ.get("MLFLOW_RUN_ID"))  # `mlflow run` created the run
     active = None
 
-    def body() -> None:
+    def body() -> lifecycle.Outcome | None:
         nonlocal active
         if attached:
             active = mlflow.start_run()
@@ -53,7 +53,12 @@ def run(project_dir: Path, argv: list[str]) -> int:
 
             active = mlflow.start_run(experiment_id=ensure_experiment(mlflow.MlflowClient(),
                                                                       str(cfg.scoring.experiment)))
+        if checked.dask:  # the same run, its partitions scored on a Dask cluster
+            from mlrecipes.compute import score as on_cluster
+
+            return on_cluster.run(cfg, checked, active.info.run_id, signals)
         score_run(cfg, checked, active.info.run_id, signals)
+        return None
 
     outcome = lifecycle.guarded(body, what="scoring run", run_id=lambda: active.info.run_id if active else None,
                                 killed_note="; the output is unchanged")
@@ -116,13 +121,18 @@ def open_output(cfg, settings: Settings, source: Input, run_id: str):
     return fmt, output
 
 
+def scoring_meta(model: Model, run_id: str) -> dict:
+    """The columns every output row carries about its run (predict.META)."""
+    return {"model_name": model.name, "model_version": model.version, "model_run_id": model.run_id,
+            "scoring_run_id": run_id, "scored_at": datetime.now(UTC)}
+
+
 def scored_batches(source: Input, model: Model, run_id: str, stats: Stats, max_unseen: float | None,
                    signals: Signals, refused: list[str]):
     """The output batches, scored as the writer pulls them, with `rows_scored` progress."""
     import mlflow
 
-    meta = {"model_name": model.name, "model_version": model.version, "model_run_id": model.run_id,
-            "scoring_run_id": run_id, "scored_at": datetime.now(UTC)}
+    meta = scoring_meta(model, run_id)
     client = mlflow.MlflowClient()  # explicit run id: the writer's thread has no active run
     logged_at = time.perf_counter()
     for chunk in source.chunks:
@@ -134,11 +144,21 @@ def scored_batches(source: Input, model: Model, run_id: str, stats: Stats, max_u
             client.log_metric(run_id, "rows_scored", stats.rows, step=stats.rows)
             logged_at = now
         yield batch
-    # Every row is read but nothing is committed yet: raising here stops both writers.
+    refuse_unseen(model, stats, max_unseen, refused)  # every row is read, nothing committed yet
+
+
+def refuse_unseen(model: Model, stats: Stats, max_unseen: float | None, refused: list[str]) -> None:
+    """Raises (and records in `refused`) when more rows than scoring.max_unseen_fraction carry a
+    category the model never saw: raised before the commit, it stops the writer."""
     if max_unseen is not None and (stats.unseen_rows or 0) > max_unseen * stats.rows:
         refused.append(f"{unseen_summary(model, stats)}: more than scoring.max_unseen_fraction "
                        f"{max_unseen:g}; the output is unchanged{UNSEEN_SEE}")
         raise UserError(refused[0])
+
+
+def empty_slice(source: Input) -> UserError:
+    return UserError(f"no rows to score in {source.describe}: the slice is empty (has its data landed?); "
+                     "the output is unchanged")
 
 
 def write_predictions(output, source: Input, batches, mode: str, signals: Signals, refused: list[str]) -> None:
@@ -148,8 +168,7 @@ def write_predictions(output, source: Input, batches, mode: str, signals: Signal
     try:
         first = next(batches, None)
         if first is None:
-            raise UserError(f"no rows to score in {source.describe}: the slice is empty (has its data landed?); "
-                            "the output is unchanged")
+            raise empty_slice(source)
         reader = pa.RecordBatchReader.from_batches(first.schema, itertools.chain([first], batches))
         partition = [c for c in source.partition_by if c in first.schema.names]
         outputs.write(output, reader, partition, mode, signals, refused)

@@ -22,17 +22,14 @@ class Settings:
     output_uri: str
     images: bool  # the data group is an IDX image set (else a table)
     max_short: float | None = 0.01  # scoring.max_short_fraction: rows whose features reach before the history
+    dask: bool = False  # compute=dask: partitions scored on a Dask cluster (compute.score)
 
 
 def settings(cfg) -> Settings:
     """cfg.scoring (and the data group's `predictions`) checked; nothing is read or connected to."""
-    s = cfg.scoring
-    # Scoring on a Dask cluster is not built yet (issue #33): say so rather than score here silently.
     from mlrecipes import compute  # stdlib only at import: no dask
 
-    require(not compute.on_dask(cfg),
-            "compute=dask: scoring runs in one process (streaming record batches); scoring on a Dask "
-            "cluster is not built yet: score with compute=local (the default)")
+    s = cfg.scoring
     mode = str(s.mode)
     require(mode in MODES, f"unknown scoring.mode '{mode}'; valid: {', '.join(MODES)}")
     batch_size = int(s.batch_size)
@@ -54,7 +51,9 @@ def settings(cfg) -> Settings:
     require(fmt in FORMATS, f"unknown scoring.format '{fmt}'; valid: {', '.join(FORMATS)}")
     resolve_model(str(s.model), str(cfg.registry.model_name))  # the reference's form; load_model finds it
     images = is_image_set(cfg.data)
+    dask = compute.on_dask(cfg)
     if images:
+        require(not dask, "compute=dask scores tables; an IDX image set is scored in one process: compute=local")
         require(str(s.images) in ("test", "train"), f"scoring.images must be test or train, got {str(s.images)!r}")
         tables.require_no_window(cfg.data)  # conf/window: a table's time column
-    return Settings(mode, fmt, batch_size, max_unseen, output_uri, images, max_short)
+    return Settings(mode, fmt, batch_size, max_unseen, output_uri, images, max_short, dask)

@@ -73,6 +73,25 @@ class Stats:
             out["live_rows"] = self.labelled
         return out
 
+    def add(self, other: Stats) -> None:
+        """Adds another part's stats to these: a cluster's run is the sum of its partitions' (compute.score)."""
+        self.rows += other.rows
+        for label, count in other.counts.items():
+            self.counts[label] = self.counts.get(label, 0) + count
+        self.sum, self.sum_sq = self.sum + other.sum, self.sum_sq + other.sum_sq
+        self.min, self.max = min(self.min, other.min), max(self.max, other.max)
+        self.labelled, self.correct = self.labelled + other.labelled, self.correct + other.correct
+        self.err_sq, self.err_abs = self.err_sq + other.err_sq, self.err_abs + other.err_abs
+        for value, sub in other.by.items():
+            self.by.setdefault(value, Stats()).add(sub)
+        if other.unseen_rows is not None:
+            self.unseen_rows = (self.unseen_rows or 0) + other.unseen_rows
+        for name, values in other.unseen_values.items():
+            counts = self.unseen_values.setdefault(name, {})
+            for label, count in sorted(values.items()):
+                _count_unseen_value(counts, label, count)
+        self.predict_seconds += other.predict_seconds
+        self.predict_side_by_side = max(self.predict_side_by_side, other.predict_side_by_side)
 
 def _metric_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "_-" else "_" for c in str(name)) or "_"
@@ -179,10 +198,15 @@ def count_unseen(chunk: Chunk, stats: Stats) -> np.ndarray | None:
         found = pc.value_counts(chunk.values(name, rows))  # first seen first, as strings
         pairs = sorted(zip(found.field("values").to_pylist(), found.field("counts").to_pylist(), strict=True))
         for label, count in pairs:  # plain str and int, in value order
-            key = label if label in counts or len(counts) < UNSEEN_VALUES_KEPT else UNSEEN_OTHER
-            counts[key] = counts.get(key, 0) + count
+            _count_unseen_value(counts, label, count)
     return np.logical_or.reduce(list(chunk.unseen.values()))
 
+
+
+def _count_unseen_value(counts: dict, label: str, count: int) -> None:
+    """Counts a value, or UNSEEN_OTHER once UNSEEN_VALUES_KEPT distinct values are counted."""
+    key = label if label in counts or len(counts) < UNSEEN_VALUES_KEPT else UNSEEN_OTHER
+    counts[key] = counts.get(key, 0) + count
 
 def most_rows_first(values: dict) -> list[tuple[str, int]]:
     return sorted(values.items(), key=lambda kv: (-kv[1], kv[0]))
