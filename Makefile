@@ -60,16 +60,12 @@ history: setup  ## make history MODEL=mnist-xgboost: every move of the champion 
 
 # The smoke runs spend much of their time single-threaded (imports, logging), so two workers
 # share the 2 cores well; the airflow, stack and browser tests start servers and run alone.
-# tests/dask/test_compute_training.py (xgboost.dask / lightgbm.dask on a LocalCluster) runs apart, in
-# `make test-dask`: under a loaded CI machine it once hung in a Dask gather with both workers idle (#33 open).
-DASK_TRAINING := tests/dask/test_compute_training.py
-
 test: setup-dev  ## every test: smoke (real MLflow Project runs, two workers), then unit, airflow, stack, browser, dask
 	$(PY) -m pytest -n 2 --dist loadfile tests/smoke; smoke=$$?; \
-	$(PY) -m pytest --ignore=tests/smoke --ignore=$(DASK_TRAINING) && exit $$smoke
+	$(PY) -m pytest --ignore=tests/smoke && exit $$smoke
 
-test-dask: setup-dev  ## Dask training on a LocalCluster of 2 workers (xgboost.dask, lightgbm.dask, a killed worker)
-	$(PY) -m pytest $(DASK_TRAINING)
+test-dask: setup-dev  ## only the Dask tests: LocalClusters of 2 workers (tables, training, memory, a killed worker)
+	$(PY) -m pytest tests/dask
 
 test-fast: setup-dev  ## unit tests only (no project environments needed)
 	$(PY) -m pytest tests/unit

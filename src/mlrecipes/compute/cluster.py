@@ -16,7 +16,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
-from mlrecipes.errors import UserError, one_line, require
+from mlrecipes.errors import UserError, one_line, require, see
 
 DEFAULT_CONNECT_TIMEOUT_S = 10
 DEFAULT_WAIT_WORKERS_S = 60
@@ -94,8 +94,9 @@ def _connect(distributed, address: str, timeout_s: float):
     try:
         return distributed.Client(address, timeout=f"{timeout_s}s", set_as_default=True)
     except (OSError, TimeoutError) as exc:  # refused, no route, no answer: dask retries until the timeout
-        raise UserError(f"cannot reach the Dask scheduler at {address} within {timeout_s:g} s: "
-                        f"{one_line(str(exc)) or type(exc).__name__}") from None
+        why = one_line(str(exc)) or type(exc).__name__
+        raise UserError(f"cannot reach the Dask scheduler at {address} within {timeout_s:g} s: {why}"
+                        + see("the-dask-scheduler-is-unreachable")) from None
     except ValueError as exc:  # a malformed address
         raise UserError(f"compute.address {address!r}: {one_line(str(exc))}") from None
 
