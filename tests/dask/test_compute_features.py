@@ -122,3 +122,24 @@ def test_a_cluster_run_with_features_logs_them_and_its_model_carries_the_definit
     out = model.predict(ds.scoring_input())
     labels = np.asarray(ds.class_names)[ds.y_test]
     assert np.mean(out["prediction"].to_numpy() == labels) == pytest.approx(outcome.metrics["test_accuracy"], abs=1e-9)
+
+
+def test_many_keys_are_shuffled_into_more_partitions_when_they_would_crowd_a_worker(dask_client, monkeypatch):
+    import dask.dataframe as dd
+    import pandas as pd
+
+    from mlrecipes.compute import features
+    from mlrecipes.features import FeatureSet
+
+    client, _ = dask_client
+    fs = FeatureSet.from_config({"key": "symbol", "define": [{"name": "ret_1", "op": "log_return", "column": "price",
+                                                              "n": 1}]}, "ts")
+    frame = pd.DataFrame({"symbol": [f"s{i % 100:03d}" for i in range(3000)],
+                          "ts": pd.date_range("2026-01-02", periods=3000, freq="s"), "price": np.linspace(1, 2, 3000),
+                          features.ROW: np.arange(3000)})
+    inputs = dd.from_pandas(frame, npartitions=2)
+    assert features.partitions(client, inputs, fs) == 2
+    one_key = features.memory_to_compute(features._key_sizes(frame.drop(columns=features.ROW), "symbol"), fs).max()
+    limit = min(w["memory_limit"] for w in client.scheduler_info(n_workers=-1)["workers"].values())
+    monkeypatch.setattr(features, "HEADROOM", 10 * one_key / limit)  # ten keys' worth per partition
+    assert 20 <= features.partitions(client, inputs, fs) <= 21

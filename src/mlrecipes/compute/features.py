@@ -64,8 +64,8 @@ def with_features(client, df, fs):
     n = df.npartitions
     tagged = df.map_partitions(_tagged, meta=df._meta.assign(**{ROW: np.int64(0)}))
     inputs = tagged[[*fs.columns_needed(), ROW]]
-    fits(client, inputs, fs)
-    grouped = inputs.shuffle(on=fs.key) if fs.key else inputs.repartition(npartitions=1)
+    parts = partitions(client, inputs, fs)
+    grouped = inputs.shuffle(on=fs.key, npartitions=parts) if fs.key else inputs.repartition(npartitions=1)
     meta = _features_meta(fs.names)
     computed = grouped.map_partitions(_computed, fs.to_dict(), meta=meta.assign(**{ROW: np.int64(0)}),
                                       enforce_metadata=False)
@@ -121,21 +121,32 @@ def _key_sizes(frame, key: str | None):
     return pd.DataFrame({"rows": rows.astype("int64"), "bytes": (rows * per_row).astype("float64")})
 
 
-def fits(client, inputs, fs) -> None:
-    """Refuse, in one line and before the shuffle, a key whose history would not fit one worker."""
+def memory_to_compute(sizes, fs):
+    """Per key, the bytes a worker holds to compute its features, from `_key_sizes`' rows and bytes."""
+    return sizes["bytes"] * INPUT_COPIES + sizes["rows"] * 8.0 * len(fs) * FEATURE_COPIES
+
+
+def partitions(client, inputs, fs) -> int:
+    """How many partitions the shuffle makes: the read's, or more where the keys' memory to compute
+    would crowd a worker (a partition holds the keys that hash to it, computed at once). A key whose
+    history would not fit one worker is refused here, in one line, before the shuffle."""
+    import math
+
     import pandas as pd
 
     limits = [w.get("memory_limit") or 0 for w in client.scheduler_info(n_workers=-1)["workers"].values()]
     limit = min((m for m in limits if m), default=0)
     if not limit:  # workers without a memory limit: nothing to check against
-        return
+        return inputs.npartitions
     meta = pd.DataFrame({"rows": pd.Series([], dtype="int64"), "bytes": pd.Series([], dtype="float64")},
                         index=pd.Index([], name="key", dtype=inputs._meta[fs.key].dtype if fs.key else object))
     sizes = inputs.drop(columns=ROW).map_partitions(_key_sizes, fs.key, meta=meta)
     totals = sizes.reset_index().groupby("key", dropna=False).sum().compute()
-    need = totals["bytes"] * INPUT_COPIES + totals["rows"] * 8.0 * len(fs) * FEATURE_COPIES
-    if need.empty or need.max() <= HEADROOM * limit:
-        return
+    need = memory_to_compute(totals, fs)
+    budget = HEADROOM * limit
+    if need.empty or need.max() <= budget:
+        # twice the even share: hashing spreads keys unevenly
+        return max(inputs.npartitions, math.ceil(2 * float(need.sum()) / budget))
     key = need.idxmax()
     mib = 1 << 20
     what = "the table (features.key is null: one history)" if fs.key is None else f"{fs.key}={key!r}"
