@@ -9,7 +9,8 @@ brought together, then handed to that function.
 1. every row is tagged with its place in the read (partition number, position): the order a single
    process reads the table in, which ticks of one timestamp keep (a tie never sees a later tick);
 2. the columns the features read are shuffled on the key (`shuffle(on=key)`: Dask's P2P shuffle
-   under a distributed client), so every key's whole history lands in one partition;
+   under a distributed client), so every key's whole history lands in one partition (as many
+   partitions as the read, more where the keys hashed to one would crowd a worker);
 3. each partition, put back in read order, goes through `data.ingest.with_features` on a worker;
 4. the features go back to the read's partitions and row order (`set_index` on the tag with the
    read's own boundaries: a second shuffle, of the feature columns only), and join the table there.
