@@ -46,7 +46,7 @@ def test_the_gate_threshold_comes_from_the_data_group():
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["data=nope"], "unknown data 'nope'; valid: breast_cancer, csv, delta, mnist, parquet"),
+        (["data=nope"], "unknown data 'nope'; valid: breast_cancer, csv, delta, fashion_mnist, mnist, parquet, ticks"),
         (["model.params.max_depth"], "malformed override 'model.params.max_depth'"),
         (["model.no_such_key=1"], "no_such_key"),
         (["data=csv"], "missing required config value(s): data.path, data.target"),
