@@ -143,3 +143,48 @@ def test_many_keys_are_shuffled_into_more_partitions_when_they_would_crowd_a_wor
     limit = min(w["memory_limit"] for w in client.scheduler_info(n_workers=-1)["workers"].values())
     monkeypatch.setattr(features, "HEADROOM", 10 * one_key / limit)  # ten keys' worth per partition
     assert 20 <= features.partitions(client, inputs, fs) <= 21
+
+
+@pytest.mark.parametrize("day", ["2026-01-02", "2026-01-04"])  # the table's first day: its ticks lack history
+def test_a_slice_scored_on_the_cluster_gets_the_features_scoring_computes_in_one_process(day, mixed, ticks,
+                                                                                          dask_client):
+    from datetime import date, timedelta
+
+    from mlrecipes.compute import features, read
+    from mlrecipes.data import ingest, tables
+    from mlrecipes.scoring import inputs, windowed
+    from mlrecipes.scoring.model import Model
+
+    client, _ = dask_client
+    path = ticks["parquet"] if day == "2026-01-02" else mixed[1]  # the mixed table has ticks without a time that day
+    after = date.fromisoformat(day) + timedelta(days=1)
+    cfg = composed(path, "+scoring=default", f"window.interval={day}T00:00:00+00:00/{after}T00:00:00+00:00",
+                   "window.column=date", "scoring.keys=[ts,symbol]")
+    fs = ingest.feature_set(cfg.data)
+    model = Model("m", "1", "", "", "classification", ["down", "flat", "up"],
+                  ["symbol", "venue", *(f"f{i}" for i in range(6)), *fs.names], feature_set=fs.to_dict())
+    sliced = inputs.table_slice(cfg, model)
+    filters = tables.as_conditions(cfg.data.get("filters"))
+    columns = list(dict.fromkeys([*sliced.passthrough, *model.raw_features, sliced.target, sliced.group]))
+    one_report = windowed.FeatureReport()
+    one = windowed.featured_table(sliced.source, columns, model, filters, None, one_report)
+
+    filesystem, root = read._filesystem(sliced.source, {})
+    futures, report = features.featured_slice(client, sliced, model, read.pieces(sliced.source, root), filesystem,
+                                              filters, None)
+    on = pa.concat_tables(client.gather(futures))
+    order = [(c, "ascending") for c in ("symbol", "ts", "f0", "f1", "venue")]
+    assert on.num_rows == one.num_rows > 0
+    # NaN and null are one missing value to the model; the cluster's rows pass through pandas, which keeps one
+    assert missing_as_null(on.select(one.column_names).sort_by(order)).equals(missing_as_null(one.sort_by(order)))
+    assert (report.slice_rows, report.history_rows, report.short_rows, report.short_by_feature) == (
+        one_report.slice_rows, one_report.history_rows, one_report.short_rows, one_report.short_by_feature)
+    if day == "2026-01-02":
+        assert report.short_rows > 0 and report.history_rows == 0
+    else:
+        assert report.short_rows == 0 and report.history_rows > 0
+
+
+def missing_as_null(table: pa.Table) -> pa.Table:
+    return pa.table({name: pc.if_else(pc.is_nan(column), None, column) if pa.types.is_floating(column.type) else column
+                     for name, column in zip(table.column_names, table.columns, strict=True)})

@@ -155,3 +155,86 @@ def partitions(client, inputs, fs) -> int:
                     f"{need[key] / mib:.0f} MiB to compute on one worker, over half a worker's memory limit "
                     f"({limit / mib:.0f} MiB): a key's whole history must fit one worker; give the workers more "
                     "memory, read less of the table (data.filters, data.window) or use a finer key")
+
+
+# ---------------------------------------------------------------- scoring a slice (compute.score)
+
+
+def featured_slice(client, sliced, model, pieces: list, filesystem, filters: list, max_short: float | None):
+    """The slice of `sliced` (scoring.inputs.TableSlice; `pieces`: its files, compute.read.pieces) with
+    the model's window features, computed on the workers as scoring.windowed computes them in one
+    process: the slice read on the workers; the history before it read by scoring.lookback's rule
+    (the slice's extent found on the workers, the history read on the driver: minutes and rows per
+    key); both shuffled on the key, each partition through FeatureSet.compute_slice in read order
+    (history first). Returns (futures of the slice's rows with the features as Arrow tables, one per
+    shuffled partition, in the read's types; scoring.windowed.FeatureReport)."""
+    import dask
+    import dask.dataframe as dd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from mlrecipes.compute import read
+    from mlrecipes.features import FeatureSet
+    from mlrecipes.scoring import lookback
+    from mlrecipes.scoring.windowed import FeatureReport, refuse_short
+
+    fs, source = FeatureSet.from_dict(model.feature_set), sliced.source
+    fs.validate(source.schema)  # a column a feature reads is gone, or changed type: one line
+    report = FeatureReport(lookback=str(fs.lookback()))
+    columns = list(dict.fromkeys([*sliced.passthrough, *model.raw_features,
+                                  *(c for c in (sliced.target, sliced.group) if c), *fs.columns_needed()]))
+    scan = read.Scan(source.describe(), source.dataset.format, filesystem, source.schema,
+                     {c: pc.field(c) for c in columns}, source.filter)
+    if not pieces:
+        return [], report
+    frame = client.persist(dd.from_map(read.read_piece, pieces, scan=scan, meta=read.empty(scan),
+                                       enforce_metadata=False, label="read-slice"))
+    found = [frame[fs.order].min(), frame[fs.order].max(), frame.shape[0]]
+    low, high, rows, *keys = dask.compute(*found, *([frame[fs.key].dropna().unique()] if fs.key else []))
+    if not rows:
+        return [], report
+    kind = source.schema.field(fs.order).type
+    start, end = pa.array([low, high]).cast(kind.value_type if pa.types.is_dictionary(kind) else kind).to_pylist()
+    extent = lookback.Extent(start, end, int(rows), list(keys[0]) if keys else [None])
+    window = lookback.history(source, columns, fs, filters, extent)
+    if window.table is not None and window.table.num_rows:
+        frame = dd.concat([dd.from_pandas(read.to_pandas(window.table), npartitions=1), frame])
+    tagged = frame.map_partitions(_tagged, meta=frame._meta.assign(**{ROW: np.int64(0)}))
+    grouped = (tagged.shuffle(on=fs.key, npartitions=partitions(client, tagged, fs)) if fs.key
+               else tagged.repartition(npartitions=1))
+    types = pa.schema([*(scan.schema.field(c) for c in columns), *(pa.field(n, pa.float64()) for n in fs.names)])
+    slices = client.compute([dask.delayed(_slice_part)(part, fs.to_dict(), start, types)
+                             for part in grouped.to_delayed()])
+    counts = client.gather(client.map(_counts, slices))
+    report.history_rows = window.table.num_rows if window.table is not None else 0
+    report.slice_rows, report.short_rows = sum(c[0] for c in counts), sum(c[1] for c in counts)
+    for _, _, by in counts:
+        for name, n in by.items():
+            report.short_by_feature[name] = report.short_by_feature.get(name, 0) + n
+    report.computed = True
+    refuse_short(report, fs, window, max_short)
+    return client.map(_table, slices), report
+
+
+def _slice_part(frame, definition: dict, start, types):
+    """One shuffled partition's slice rows with their features (FeatureSet.compute_slice), in `types`."""
+    import dataclasses
+
+    import pyarrow as pa
+
+    from mlrecipes.features import FeatureSet, Slice
+
+    if not len(frame):
+        return Slice(types.empty_table())
+    frame = frame.sort_values(ROW, kind="stable")  # a shuffle promises no order of its rows
+    piece = FeatureSet.from_dict(definition).compute_slice(
+        pa.Table.from_pandas(frame.drop(columns=ROW), preserve_index=False), start)
+    return dataclasses.replace(piece, table=piece.table.cast(types))
+
+
+def _counts(piece) -> tuple[int, int, dict]:
+    return piece.table.num_rows, piece.short_rows, dict(piece.short_by_feature)
+
+
+def _table(piece):
+    return piece.table

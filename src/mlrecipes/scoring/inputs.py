@@ -140,17 +140,23 @@ def table_chunks(source: tables.TableSource, model: Model, passthrough: list[str
 def featured_chunks(source: tables.TableSource, model: Model, passthrough: list[str], target: str | None,
                     settings: Settings, group: str | None, filters: list, report: FeatureReport):
     """The slice with the model's window features (windowed), in chunks of settings.batch_size."""
-    types = check_schema(model, source.schema, source.describe())
+    check_schema(model, source.schema, source.describe())  # before a row is read
     read = list(dict.fromkeys([*passthrough, *model.raw_features, *(c for c in (target, group) if c)]))
     table = featured_table(source, read, model, filters, settings.max_short, report)
-    if table is None:
-        return
+    if table is not None:
+        yield from computed_chunks(table, model, passthrough, target, settings.batch_size, group)
+
+
+def computed_chunks(table: pa.Table, model: Model, passthrough: list[str], target: str | None, batch_size: int,
+                    group: str | None = None):
+    """Chunks of rows holding the model's raw features and its computed window features (float64):
+    the slice as windowed computes it in one process, or one partition of it on a cluster (compute.score)."""
+    types = check_schema(model, table.schema, "the slice")
     types.update({name: pa.float64() for name in model.features if name not in types})  # computed: float64
     known = {name: pa.array(values, pa.string()) for name, values in model.categories.items() if name in types}
     native, classes = native_scorer(model), _classes(model)
     yield from scored_ahead((chunk_of(batch, types, known, passthrough, target, group, native, classes)
-                             for batch in table.to_batches(max_chunksize=settings.batch_size) if batch.num_rows),
-                            native)
+                             for batch in table.to_batches(max_chunksize=batch_size) if batch.num_rows), native)
 
 
 def chunk_of(batch: pa.RecordBatch, types: dict, known: dict, passthrough: list[str], target: str | None,

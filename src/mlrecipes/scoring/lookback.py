@@ -37,7 +37,7 @@ class Window:
     """The slice with its history: `table` (history rows first), the slice's `start`, and how much
     history each key of the slice has before `edge` (start - span) where it had less than `need`."""
 
-    table: pa.Table
+    table: pa.Table | None
     start: object
     slice_rows: int
     edge: object = None
@@ -45,28 +45,48 @@ class Window:
     short_keys: dict = field(default_factory=dict)  # key value -> rows found before the edge (< need)
 
 
+@dataclass
+class Extent:
+    """What the lookback reads from knowing the slice: its first and last order values (in the
+    table's types), its rows and its keys ([None] without a key). compute.features finds them on a
+    cluster without bringing the slice to the driver."""
+
+    start: object
+    end: object
+    rows: int
+    keys: list
+
+
 def read_window(source: tables.TableSource, columns: list[str], fs: FeatureSet, filters: list) -> Window | None:
     """The slice (`source`'s filter) and the history its features need; None for an empty slice."""
     piece = source.read(columns)
     if piece.num_rows == 0:
         return None
-    order, key = fs.order, fs.key
-    start = pc.min(piece.column(order)).as_py()
+    keys = pc.unique(piece.column(fs.key)).drop_null().to_pylist() if fs.key else [None]
+    extent = Extent(pc.min(piece.column(fs.order)).as_py(), pc.max(piece.column(fs.order)).as_py(),
+                    piece.num_rows, keys)
+    window = history(source, columns, fs, filters, extent)
+    if window.table is None:
+        return dataclasses.replace(window, table=piece)
+    return dataclasses.replace(window, table=pa.concat_tables([window.table, piece.select(window.table.column_names)]))
+
+
+def history(source: tables.TableSource, columns: list[str], fs: FeatureSet, filters: list, extent: Extent) -> Window:
+    """The rows before the slice that its features need, oldest first (`Window.table`: the history
+    alone; None when no feature reads another row)."""
+    order, key, keys = fs.order, fs.key, extent.keys
     lookback = fs.lookback()
     if not lookback.rows and not lookback.span:  # no feature reads another row
-        return Window(piece, start, piece.num_rows)
+        return Window(None, extent.start, extent.rows)
     schema = source.schema
     kind = tables.value_type(schema.field(order).type)
-    keys = pc.unique(piece.column(key)).drop_null().to_pylist() if key else [None]
     base, _ = tables.filter_expression(filters, schema)
-    edge = earlier(start, lookback.span) if lookback.span else start
-    recent = _read(source, columns, _within(base, key, keys, schema, order, kind, edge, start))
+    edge = earlier(extent.start, lookback.span) if lookback.span else extent.start
+    recent = _read(source, columns, _within(base, key, keys, schema, order, kind, edge, extent.start))
     need = max(lookback.rows, 1)  # a span needs one tick at or before its edge to be whole
-    older, found = _rows_before(source, columns, base, key, keys, order, kind, edge, need,
-                                _first_width(piece, order, key, len(keys), need))
-    table = pa.concat_tables([*older, recent, piece.select(recent.column_names)])
+    older, found = _rows_before(source, columns, base, key, keys, order, kind, edge, need, _first_width(extent, need))
     short = {k: n for k, n in found.items() if n < need}
-    return Window(table, start, piece.num_rows, edge, need, short)
+    return Window(pa.concat_tables([*older, recent]), extent.start, extent.rows, edge, need, short)
 
 
 def _rows_before(source, columns, base, key, keys, order, kind, edge, need: int, width):
@@ -92,10 +112,10 @@ def _rows_before(source, columns, base, key, keys, order, kind, edge, need: int,
     return parts[::-1], found
 
 
-def _first_width(piece: pa.Table, order: str, key: str | None, keys: int, need: int):
+def _first_width(extent: Extent, need: int):
     """A time (or sequence) width in which a key of the slice's tick rate has about 2 * need rows."""
-    low, high = pc.min(piece.column(order)).as_py(), pc.max(piece.column(order)).as_py()
-    per_key = max(piece.num_rows / max(keys, 1), 1.0)
+    low, high = extent.start, extent.end
+    per_key = max(extent.rows / max(len(extent.keys), 1), 1.0)
     if isinstance(low, datetime | date):
         floor = timedelta(seconds=1) if isinstance(low, datetime) else timedelta(days=1)
         spread = _as_datetime(high) - _as_datetime(low)

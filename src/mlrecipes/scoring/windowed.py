@@ -57,11 +57,17 @@ def featured_table(source, columns: list[str], model, filters: list, max_short: 
     report.history_rows = window.table.num_rows - window.slice_rows
     report.slice_rows, report.short_rows = piece.table.num_rows, piece.short_rows
     report.short_by_feature, report.computed = dict(piece.short_by_feature), True
-    if max_short is not None and piece.short_rows > max_short * piece.table.num_rows:
+    refuse_short(report, fs, window, max_short)
+    return piece.table
+
+
+def refuse_short(report: FeatureReport, fs: FeatureSet, window, max_short: float | None) -> None:
+    """One line, before anything is written, when more than `max_short` of the slice's rows have a
+    feature whose window reaches before the history in the table (compute.features too)."""
+    if max_short is not None and report.short_rows > max_short * report.slice_rows:
         raise UserError(f"the slice's lookback is not in the table: {report.summary()}; its features need "
                         f"{report.lookback} of each {fs.key or 'series'} before its ticks{_missing(fs, window)}; "
                         f"more than scoring.max_short_fraction {max_short:g}; the output is unchanged")
-    return piece.table
 
 
 def _missing(fs: FeatureSet, window) -> str:
