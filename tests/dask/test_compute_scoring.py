@@ -161,9 +161,15 @@ def test_a_worker_killed_mid_scoring_leaves_the_output_complete_or_untouched(tra
         time.sleep(0.5)
         return real(*args)
 
-    monkeypatch.setattr(score, "score_piece", slowly)
     pids = client.run(os.getpid)
-    threading.Timer(2, os.kill, (pids[sorted(pids)[-1]], signal.SIGKILL)).start()
+    write = score.write
+
+    def killing(*args):  # a worker killed 1.5 s into scoring (the workers checked, the model sent)
+        threading.Timer(1.5, os.kill, (pids[sorted(pids)[-1]], signal.SIGKILL)).start()
+        return write(*args)
+
+    monkeypatch.setattr(score, "score_piece", slowly)
+    monkeypatch.setattr(score, "write", killing)
     started = time.monotonic()
     code, run = scored("xgboost", ticks["parquet"], out)
     assert time.monotonic() - started < 120

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from mlrecipes.compute import cluster, packages, predict, read, steps
+from mlrecipes.compute import cluster, features, packages, predict, read, steps
 from mlrecipes.errors import UserError, one_line, require
 from mlrecipes.lifecycle import Outcome, Signals, Terminated
 from mlrecipes.scoring import inputs, outputs
@@ -77,20 +77,12 @@ def run(cfg, settings: Settings, run_id: str, signals: Signals) -> Outcome | Non
     return None
 
 
-def window_features_on_cluster(model: Model) -> None:
-    """The one place a model's window features (features.define) would be computed on the cluster:
-    not built yet (compute.features), so such a model is refused here, before anything is read."""
-    require(not model.feature_set,
-            f"model {model.name} version {model.version} has window features (features.define): computing "
-            "them on a Dask cluster is not built yet; score it with compute=local")
-
-
 def score_run(cfg, settings: Settings, run_id: str, signals: Signals) -> None:
     import mlflow
 
     model = scoring.record_model(cfg, settings)
     sliced = inputs.table_slice(cfg, model)
-    window_features_on_cluster(model)
+    featured = features.for_scoring(cfg, model, sliced, settings)  # a model's window features (compute.features)
     check_schema(model, sliced.source.schema, sliced.source.describe())  # here, not once per task
     source = sliced.input(iter(()))
     mlflow.log_params(source.params)
@@ -110,23 +102,36 @@ def score_run(cfg, settings: Settings, run_id: str, signals: Signals) -> None:
                   output if fmt == "parquet" else None, list(source.partition_by), settings.mode)
         local = not (compute_cfg.get("address") or compute_cfg.get("cluster"))
         with cluster.client(compute_cfg) as client:
-            versions = packages.prepare(client, ["mlflow", *_framework(model)], local=local)
-            mlflow.log_params({**cluster.params(compute_cfg, client),
-                               **{f"compute.version.{n}": v for n, v in versions.items() if v}})
-            print(f"[score] {model.uri} on {source.describe} ({len(pieces)} files) on "
-                  f"{cluster.describe(compute_cfg)} -> {fmt} {settings.output_uri} ({settings.mode})", flush=True)
-            started = time.perf_counter()
             try:
-                stats = steps.guard_workers(
-                    client, lambda: write(client, job, pieces, data, output, source, model, settings, signals,
-                                          run_id), left="the output is unchanged")
+                stats, seconds = steps.guard_workers(
+                    client, lambda: on_cluster(client, compute_cfg, local, job, pieces, data, output, source, model,
+                                               settings, signals, run_id, featured),
+                    left="the output is unchanged", paused_timeout_s=steps.paused_timeout(compute_cfg))
             except BaseException:
                 _settle(client, f"{TASK}{run_id[:12]}-")  # before the staging is deleted (abort, below)
                 raise
     except BaseException:
         output.abort()
         raise
-    scoring.report(cfg, model, stats, time.perf_counter() - started, run_id)
+    scoring.report(cfg, model, stats, seconds, run_id, featured and featured.report)
+
+
+def on_cluster(client, compute_cfg, local: bool, job: Job, pieces: list[read.Piece], data: bytes, output,
+               source: inputs.Input, model: Model, settings: Settings, signals: Signals, run_id: str,
+               featured: features.Scoring | None = None):
+    """The workers checked, then every partition scored and written: (the run's Stats, seconds scoring)."""
+    import mlflow
+
+    versions = packages.prepare(client, ["mlflow", *_framework(model)], local=local)
+    mlflow.log_params({**cluster.params(compute_cfg, client),
+                       **{f"compute.version.{n}": v for n, v in versions.items() if v}})
+    print(f"[score] {model.uri} on {source.describe} ({len(pieces)} files) on {cluster.describe(compute_cfg)} "
+          f"-> {'parquet' if job.staging else 'delta'} {settings.output_uri} ({settings.mode})", flush=True)
+    started = time.perf_counter()
+    if featured:  # the slice's partitions with their window features, in place of its files
+        pieces = featured.pieces(client, pieces)
+    stats = write(client, job, pieces, data, output, source, model, settings, signals, run_id)
+    return stats, time.perf_counter() - started
 
 
 def write(client, job: Job, pieces: list[read.Piece], data: bytes, output, source: inputs.Input, model: Model,
@@ -242,8 +247,11 @@ def score_piece(index: int, piece: read.Piece, job: Job, data: bytes) -> tuple[S
     """One file scored: its Stats, and its output rows (Delta) or None (Parquet: staged here)."""
     model = dataclasses.replace(job.model, pyfunc=predict.pyfunc_of(data, job.model_key))
     stats = Stats()
-    chunks = inputs.table_chunks(_PieceSource(piece, job.scan), model, job.passthrough, job.target,
-                                 job.batch_size, job.group)
+    if isinstance(piece, pa.Table):  # a partition of the slice with its window features (compute.features)
+        chunks = inputs.computed_chunks(piece, model, job.passthrough, job.target, job.batch_size, job.group)
+    else:
+        chunks = inputs.table_chunks(_PieceSource(piece, job.scan), model, job.passthrough, job.target,
+                                     job.batch_size, job.group)
     batches = (score(model, chunk, job.meta, stats) for chunk in chunks)
     first = next(batches, None)
     if first is None:
