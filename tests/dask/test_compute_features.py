@@ -188,3 +188,33 @@ def test_a_slice_scored_on_the_cluster_gets_the_features_scoring_computes_in_one
 def missing_as_null(table: pa.Table) -> pa.Table:
     return pa.table({name: pc.if_else(pc.is_nan(column), None, column) if pa.types.is_floating(column.type) else column
                      for name, column in zip(table.column_names, table.columns, strict=True)})
+
+
+def test_a_model_with_window_features_scores_on_the_cluster_as_in_one_process(tracking_uri, ticks, tmp_path,
+                                                                               dask_client, monkeypatch):
+    pytest.importorskip("xgboost")
+    from contextlib import nullcontext
+
+    import mlflow
+    from test_compute_scoring import DAY3, RUN_METRICS, read, rows, scored
+    from test_compute_training import project_module
+
+    from mlrecipes import recipe
+    from mlrecipes.compute import score
+
+    client, _ = dask_client
+    monkeypatch.setattr(score.cluster, "client", lambda cfg: nullcontext(client))  # the session's cluster
+    cfg = composed(ticks["parquet"], "model.num_boost_round=20", "gate.threshold=0", "gate.beat_baseline=false")
+    with mlflow.start_run():  # a champion trained in one process with data=ticks' own features
+        assert recipe.steps(cfg, project_module("xgboost").fit).registered is not None
+    window = [f"window.interval={DAY3}", "window.column=date"]
+    code, one = scored("xgboost", ticks["parquet"], tmp_path / "one", *window, compute="local")
+    assert code == 0
+    code, on = scored("xgboost", ticks["parquet"], tmp_path / "dask", *window)
+    assert code == 0 and on.info.status == "FINISHED"
+    expected, got = read(tmp_path / "one"), read(tmp_path / "dask")
+    assert got.num_rows == expected.num_rows > 0
+    assert rows(got).equals(rows(expected))  # the same rows, predictions and probabilities
+    names = [*RUN_METRICS, "short_rows", "lookback_rows_read"]
+    assert {k: on.data.metrics.get(k) for k in names} == {k: one.data.metrics.get(k) for k in names}
+    assert on.data.metrics["lookback_rows_read"] > 0 and on.data.params["features.definition"] == "the model's"

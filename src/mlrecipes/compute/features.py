@@ -238,3 +238,28 @@ def _counts(piece) -> tuple[int, int, dict]:
 
 def _table(piece):
     return piece.table
+
+
+class Scoring:
+    """A scoring run's window features on the cluster, for compute.score: set up before the cluster
+    is reached (`for_scoring`), computed on it (`pieces`: the slice's partitions with their features,
+    in place of its files) and reported after (`report`: scoring.run.report's features)."""
+
+    def __init__(self, cfg, model, sliced, max_short: float | None):
+        from mlrecipes.compute import read
+        from mlrecipes.data import tables
+
+        self.model, self.sliced, self.max_short = model, sliced, max_short
+        self.filesystem, _ = read._filesystem(sliced.source, dict(cfg.data.get("storage_options") or {}))
+        self.filters = tables.as_conditions(cfg.data.get("filters"))  # the history keeps training's filters
+        self.report = None
+
+    def pieces(self, client, pieces: list) -> list:
+        futures, self.report = featured_slice(client, self.sliced, self.model, pieces, self.filesystem, self.filters,
+                                              self.max_short)
+        return futures
+
+
+def for_scoring(cfg, model, sliced, settings) -> Scoring | None:
+    """How a scoring run on the cluster computes `model`'s window features; None for a model without."""
+    return Scoring(cfg, model, sliced, settings.max_short) if model.feature_set else None
