@@ -182,3 +182,29 @@ def test_a_worker_killed_mid_scoring_leaves_the_output_complete_or_untouched(tra
         assert snapshot(out) == before
     assert not [p for p in tmp_path.iterdir() if ".staging-" in p.name]
     client.wait_for_workers(1, timeout=120)  # the next tests run on whatever workers are up
+
+
+def test_a_refusal_on_the_cluster_is_one_line_writes_nothing_and_leaves_no_run_running(
+        tracking_uri, ticks, tmp_path, on_session_cluster, capsys):
+    import ticks as generator
+
+    champion("xgboost", ticks["parquet"])
+    out, window = tmp_path / "predictions", [f"window.interval={DAY3}", "window.column=date"]
+    assert scored("xgboost", ticks["parquet"], out, *window, compute="local")[0] == 0
+    before = snapshot(out)
+    table = ticks["table"]  # every symbol arrives in another format: all of the slice's rows unseen
+    source = generator.write_parquet(table.set_column(table.schema.get_field_index("symbol"), "symbol",
+                                                      pc.binary_join_element_wise("x", table["symbol"], "")),
+                                     tmp_path)
+    capsys.readouterr()
+    empty_day = ["data.kind=delta", "window.interval=2027-01-01/2027-01-02", "window.column=date",
+                 "scoring.format=delta"]
+    refusals = [(source, out, [*window, "scoring.max_unseen_fraction=0.5"], "more than scoring.max_unseen_fraction"),
+                (ticks["delta"], tmp_path / "delta", empty_day, "no rows to score")]
+    for path, output, argv, said in refusals:
+        code, run = scored("xgboost", path, output, *argv)
+        assert code == 2 and run.info.status == "FAILED"
+        lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+        assert len(lines) == 1 and said in lines[0] and "the output is unchanged" in lines[0], lines
+    assert snapshot(out) == before and not (tmp_path / "delta").exists()
+    assert not [p for p in tmp_path.iterdir() if ".staging-" in p.name]
