@@ -99,7 +99,7 @@ def test_a_cluster_run_with_features_logs_them_and_its_model_carries_the_definit
 
     client, dask_cfg = dask_client
     monkeypatch.setattr(steps.cluster, "client", lambda cfg: nullcontext(client))  # the session's cluster
-    cfg = composed(ticks["parquet"], "model.num_boost_round=40")
+    cfg = composed(ticks["parquet"], "model.num_boost_round=20")
     with open_dict(cfg):
         cfg.compute = OmegaConf.merge(OmegaConf.load(SHARED_CONF / "compute" / "dask.yaml"), dask_cfg)
     with mlflow.start_run() as run:
