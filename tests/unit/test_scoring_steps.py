@@ -147,6 +147,23 @@ def test_no_unseen_metrics_without_string_features_and_the_distinct_values_are_c
     assert stats.unseen_values == {"symbol": {"n1": 2, "n2": 1, UNSEEN_OTHER: 2}}
 
 
+
+def test_the_stats_of_parts_added_up_are_the_stats_of_the_whole():
+    # compute.score: each partition's Stats, scored on a worker, added up by the driver (Stats.add).
+    model = Model("m", "1", "r", "models:/m/1", "classification", ["a", "b"], ["symbol", "f0"],
+                  {"symbol": "string", "f0": "double"}, _Pyfunc(), {"symbol": ["005930"]})
+    table = pa.table({"symbol": ["005930", "5930", "5930", "207940", "005930", None], "f0": [1.0] * 6})
+    whole, added = _scored(model, table), Stats()
+    for start in (0, 2, 5):
+        added.add(_scored(model, table.slice(start, {0: 2, 2: 3, 5: 1}[start])))
+
+    def counts(stats):  # the time inside predict is a clock's, not a count
+        return {k: v for k, v in stats.metrics("classification").items() if not k.startswith("predict_s")}
+
+    assert added.rows == whole.rows == 6 and counts(added) == counts(whole)
+    assert added.unseen_values == whole.unseen_values == {"symbol": {"5930": 2, "207940": 1}}
+    assert {k: counts(v) for k, v in added.by.items()} == {k: counts(v) for k, v in whole.by.items()}
+
 # ---------------------------------------------------------------- the config, checked before a run exists
 
 PROJECT = Path(__file__).resolve().parents[2] / "projects" / "lightgbm"
