@@ -167,7 +167,9 @@ def featured_slice(client, sliced, model, pieces: list, filesystem, filters: lis
     (the slice's extent found on the workers, the history read on the driver: minutes and rows per
     key); both shuffled on the key, each partition through FeatureSet.compute_slice in read order
     (history first). Returns (futures of the slice's rows with the features as Arrow tables, one per
-    shuffled partition, in the read's types; scoring.windowed.FeatureReport)."""
+    shuffled partition, in the read's types; scoring.windowed.FeatureReport). Unlike a slice without
+    features, which is scored file by file, the featured slice is held on the workers until scored;
+    its float columns come back through pandas, NaN and null both as missing (as the model reads them)."""
     import dask
     import dask.dataframe as dd
     import pyarrow as pa
