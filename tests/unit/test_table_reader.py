@@ -327,3 +327,21 @@ def test_credentials_never_reach_the_logged_config():
                                                           "access_key_id": "AKIA"}}})
     flat = str(OmegaConf.to_container(redacted(conf)))
     assert "s3cr3t" not in flat and "AKIA" not in flat and "http://x" in flat
+
+
+def test_a_flat_directory_of_files_has_no_partition_columns(tmp_path):
+    """Files side by side, no key=value folders: the columns keep their types (pyarrow's hive discovery
+    reports every column there as a partition field)."""
+    (tmp_path / "flat").mkdir()
+    for name, rows in (("a", [1, 2]), ("b", [3, 4])):
+        pq.write_table(pa.table({"ts": pa.array(rows, pa.timestamp("us")), "x": [float(r) for r in rows],
+                                 "y": [r % 2 for r in rows]}), tmp_path / "flat" / f"{name}.parquet")
+    source = tables.open_table(cfg(tmp_path / "flat", target="y", exclude=["ts"]))
+    assert source.partition_columns == ()
+    got = source.read(["ts", "x"])
+    assert got.schema.field("ts").type == pa.timestamp("us") and got.num_rows == 4
+
+
+def test_hive_names_are_the_key_folders_of_a_file():
+    assert tables.hive_names(["/d/t/date=2026-01-02/symbol=A/part-0.parquet"], "/d/t/") == ["date", "symbol"]
+    assert tables.hive_names(["bucket/t/part-0.parquet"], "bucket/t") == []

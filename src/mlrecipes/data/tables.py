@@ -11,6 +11,7 @@ column's type, so a timestamp column compares with `2026-01-02T10:00:00`.
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -103,6 +104,16 @@ def resolve_uri(path: str) -> str:
     return os.path.abspath(os.path.expanduser(path))
 
 
+def hive_names(files: list[str], base: str) -> list[str]:
+    """The `key=value` folder names between `base` and the first file. Not the dataset's discovered
+    partitioning: for a flat directory (no such folders) pyarrow reports every column of the files
+    as its hive schema, and reading them all as partition strings fails."""
+    if not files:
+        return []
+    folders = posixpath.relpath(files[0], base.rstrip("/") or "/").split("/")[:-1]
+    return [folder.split("=", 1)[0] for folder in folders if "=" in folder]
+
+
 def _open_files(kind: str, uri: str, options: dict) -> TableSource:
     from pyarrow import fs
 
@@ -114,7 +125,7 @@ def _open_files(kind: str, uri: str, options: dict) -> TableSource:
         directory = info.type == fs.FileType.Directory
         dataset = pads.dataset(path, format=fmt, filesystem=filesystem,
                                partitioning="hive" if directory else None)
-        names = dataset.partitioning.schema.names if directory and dataset.partitioning else []
+        names = hive_names(dataset.files, path) if directory else []
         if names:
             # Partition values stay strings: "symbol=005930" is a ticker, not the number 5930.
             # Same files, no second listing (on S3 a listing is the slow part).
