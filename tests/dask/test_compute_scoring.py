@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pytest
 from helpers import REPO, borrowed, workers_of
+from pyarrow.fs import FileSelector
 
 pytest.importorskip("distributed")
 
@@ -146,6 +147,27 @@ def test_delta_output_is_one_commit_per_run_and_a_rerun_replaces_the_slice(track
     assert code == 0
     assert rows(DeltaTable(str(tmp_path / "one")).to_pyarrow_table()).equals(rows(written))
 
+
+
+def test_s3_in_and_out_the_workers_stage_on_s3_and_write_what_one_process_writes(
+        tracking_uri, ticks, s3, tmp_path, on_session_cluster, monkeypatch):
+    from mlrecipes.data import tables
+
+    for name, value in s3["env"].items():  # the driver's; the workers get the filesystem it opens, keys included
+        monkeypatch.setenv(name, value)
+    champion("xgboost", ticks["parquet"])
+    window = [f"window.interval={DAY3}", "window.column=date"]
+    written = {}
+    for compute in ("local", "dask"):
+        out = f"s3://lake/predictions/{compute}"
+        code, run = scored("xgboost", "s3://lake/ticks_parquet", out, *window, compute=compute)
+        assert code == 0 and run.data.params["data.source.uri"] == "s3://lake/ticks_parquet"
+        filesystem, path = tables.filesystem_for(out, {})
+        typed = pads.partitioning(pa.schema([("date", pa.string()), ("symbol", pa.string())]), flavor="hive")
+        written[compute] = pads.dataset(path, filesystem=filesystem, format="parquet", partitioning=typed).to_table()
+        staged = filesystem.get_file_info(FileSelector("lake/predictions", recursive=False))
+        assert not [i.path for i in staged if ".staging-" in i.path]
+    assert written["dask"].num_rows > 0 and rows(written["dask"]).equals(rows(written["local"]))
 
 def test_a_worker_killed_mid_scoring_leaves_the_output_complete_or_untouched(tracking_uri, ticks, tmp_path,
                                                                              on_session_cluster, monkeypatch):
