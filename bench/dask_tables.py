@@ -2,8 +2,8 @@
 
     python bench/dask_tables.py [--rows 5000000 20000000] [--rounds 50] [--memory 1500MiB]
 
-Run it with a Python that has xgboost and dask (a project environment, or a venv with both): the
-orchestration .venv has no xgboost. For each size a tick table of N rows × 20 features
+Run it with a Python that has xgboost and dask: the dev .venv (`make setup-dev`) has both, as
+does a project environment with dask[distributed] added. For each size a tick table of N rows × 20 features
 (tests/fixtures/ticks.py, Hive-partitioned Parquet in bench/work/) is read, split by time and
 trained on with XGBoost (hist, the same params and rounds) in a process of its own:
 
@@ -58,6 +58,13 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def worker_peak_mb() -> float:
+    """A worker's peak RSS: VmHWM, since its exec (ru_maxrss is carried across exec, so a spawned
+    worker would report the peak of the process that forked it)."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+
+
 def single(path: Path, rounds: int) -> dict:
     import numpy as np
     import xgboost as xgb
@@ -80,11 +87,9 @@ def on_dask(path: Path, rounds: int, memory: str) -> dict:
     import xgboost.dask  # noqa: F401
     from distributed import Client, LocalCluster
 
-    from mlrecipes.compute import ingest, metrics, predict
+    from mlrecipes.compute import ingest, metrics, predict, steps
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit=memory, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
-        started = time.perf_counter()
+    def run(client):
         cd = ingest.load(data_cfg(path), "classification", client)
         params = {**PARAMS, "objective": "multi:softprob", "num_class": cd.num_classes, "eval_metric": "mlogloss"}
         X, y = client.persist([cd.train[cd.features], cd.train[ingest.TARGET]])
@@ -92,9 +97,15 @@ def on_dask(path: Path, rounds: int, memory: str) -> dict:
         booster = xgb.dask.train(client, params, dtrain, num_boost_round=rounds)["booster"]
         scored = predict.scored_frames(client, cd.test, "xgboost", booster, cd.features, cd.task, cd.num_classes,
                                        ingest.TARGET)
-        results = metrics.finish(metrics.sums(scored, cd.task, cd.num_classes, ingest.TARGET), cd.task, "test")
+        return cd, metrics.finish(metrics.sums(scored, cd.task, cd.num_classes, ingest.TARGET), cd.task, "test")
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit=memory, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        started = time.perf_counter()
+        # Workers too small for the table pause: one line (the run's guard), never a wait forever.
+        cd, results = steps.guard_workers(client, lambda: run(client))
         seconds = time.perf_counter() - started
-        workers = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        workers = client.run(worker_peak_mb)
         return {"seconds": seconds, "rows": int(cd.params["data.rows.read"]), "test_accuracy": results["test_accuracy"],
                 "driver_peak_rss_mb": peak_mb(), "worker_peak_rss_mb": sorted(workers.values()),
                 "worker_memory_limit": memory}
