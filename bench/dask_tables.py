@@ -13,7 +13,8 @@ trained on with XGBoost (hist, the same params and rounds) in a process of its o
 
 Per run: wall seconds (read + split + train + test metrics), rows/s, test accuracy, peak RSS of the
 driver and of each worker. Writes bench/results/dask_tables.json; figures are written, never
-asserted (the machine's 2 cores are shared: the load average is recorded beside them).
+asserted (the machine's 2 cores are shared: the 1-minute load average before and after each run
+is recorded beside them). Sizes run apart add up in the file.
 """
 
 from __future__ import annotations
@@ -124,7 +125,11 @@ def main() -> None:
         out = single(Path(path), args.rounds) if mode == "single" else on_dask(Path(path), args.rounds, args.memory)
         print(json.dumps(out))
         return
-    runs = []
+    # Sizes run apart (--rows 5000000, later --rows 20000000) add up in one file; each run is written
+    # as soon as it ends, so a long size cut short keeps the others.
+    kept = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    same = kept.get("rounds") == args.rounds and kept.get("params") == PARAMS
+    runs = [r for r in kept.get("runs", []) if same and r.get("table_rows") not in args.rows]
     for rows in args.rows:
         path = table(rows)
         for mode in ("single", "dask"):
@@ -132,15 +137,15 @@ def main() -> None:
             proc = subprocess.run([sys.executable, __file__, "--rounds", str(args.rounds), "--memory", args.memory,
                                    "--one", mode, str(path)], capture_output=True, text=True,
                                   env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+            load = {"load_average_before": load, "load_average_after_1min": os.getloadavg()[0]}
             if proc.returncode:
-                runs.append({"rows": rows, "mode": mode, "error": proc.stderr.strip().splitlines()[-1:]})
+                runs.append({"table_rows": rows, "mode": mode, "error": proc.stderr.strip().splitlines()[-1:], **load})
             else:
                 out = json.loads(proc.stdout.strip().splitlines()[-1])
-                runs.append({"mode": mode, **out, "rows_per_s": out["rows"] / out["seconds"],
-                             "load_average_before": load})
+                runs.append({"table_rows": rows, "mode": mode, **out, "rows_per_s": out["rows"] / out["seconds"], **load})
             print(json.dumps(runs[-1]), flush=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"rounds": args.rounds, "params": PARAMS, "runs": runs}, indent=2) + "\n")
+            RESULTS.parent.mkdir(parents=True, exist_ok=True)
+            RESULTS.write_text(json.dumps({"rounds": args.rounds, "params": PARAMS, "runs": runs}, indent=2) + "\n")
     print(f"wrote {RESULTS.relative_to(ROOT)}")
 
 
