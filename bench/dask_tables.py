@@ -142,7 +142,8 @@ def main() -> None:
                 runs.append({"table_rows": rows, "mode": mode, "error": proc.stderr.strip().splitlines()[-1:], **load})
             else:
                 out = json.loads(proc.stdout.strip().splitlines()[-1])
-                runs.append({"table_rows": rows, "mode": mode, **out, "rows_per_s": out["rows"] / out["seconds"], **load})
+                runs.append({"table_rows": rows, "mode": mode, **out, "rows_per_s": out["rows"] / out["seconds"],
+                             **load})
             print(json.dumps(runs[-1]), flush=True)
             RESULTS.parent.mkdir(parents=True, exist_ok=True)
             RESULTS.write_text(json.dumps({"rounds": args.rounds, "params": PARAMS, "runs": runs}, indent=2) + "\n")
