@@ -5,7 +5,8 @@ pyarrow partitioned write. Same booster file, rows and partitioning as ours; the
     python score_table.py MODEL_DIR TABLE OUT --keys ts,symbol --partition date,symbol
 
 MODEL_DIR: the registered model's files (MLmodel + artifacts/booster.*). Prints one JSON line:
-rows, seconds (read, type, predict, write, total) and peak RSS (ru_maxrss).
+rows, seconds from the read to the written output, the booster already loaded (read, type, predict, write,
+total), CPU seconds (all threads) and peak RSS (ru_maxrss).
 """
 
 import argparse
@@ -38,7 +39,19 @@ def main() -> None:
     classes, framework = config["class_names"], config["framework"]
     keys, partition = args.keys.split(","), args.partition.split(",")
 
-    t0 = time.perf_counter()
+    # The library imported and the booster loaded before the clock starts, as ours loads its model
+    # before its scoring loop's clock (importing lightgbm alone takes 1-2 s here).
+    if framework == "xgboost":
+        import xgboost
+
+        booster = xgboost.Booster()
+        booster.load_model(str(args.model_dir / "artifacts" / "booster.ubj"))
+    else:
+        import lightgbm
+
+        booster = lightgbm.Booster(model_file=str(args.model_dir / "artifacts" / "booster.txt"))
+
+    t0, c0 = time.perf_counter(), time.process_time()
     table = pads.dataset(args.table, format="parquet", partitioning=HIVE).to_table(
         columns=list(dict.fromkeys([*keys, *partition, *features])))
     t1 = time.perf_counter()
@@ -49,17 +62,7 @@ def main() -> None:
         if name not in categories:
             frame[name] = frame[name].astype(np.float32)
     t2 = time.perf_counter()
-    if framework == "xgboost":
-        import xgboost
-
-        booster = xgboost.Booster()
-        booster.load_model(str(args.model_dir / "artifacts" / "booster.ubj"))
-        proba = booster.inplace_predict(frame)
-    else:
-        import lightgbm
-
-        booster = lightgbm.Booster(model_file=str(args.model_dir / "artifacts" / "booster.txt"))
-        proba = booster.predict(frame)
+    proba = booster.inplace_predict(frame) if framework == "xgboost" else booster.predict(frame)
     t3 = time.perf_counter()
     proba = np.asarray(proba).reshape(len(frame), -1)
     out = table.select(list(dict.fromkeys([*keys, *partition]))).append_column(
@@ -71,7 +74,7 @@ def main() -> None:
     t4 = time.perf_counter()
     print(json.dumps({"rows": table.num_rows, "read_seconds": round(t1 - t0, 2), "type_seconds": round(t2 - t1, 2),
                       "predict_seconds": round(t3 - t2, 2), "write_seconds": round(t4 - t3, 2),
-                      "seconds": round(t4 - t0, 2),
+                      "seconds": round(t4 - t0, 2), "cpu_seconds": round(time.process_time() - c0, 2),
                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
 
 
