@@ -31,6 +31,12 @@ PROGRESS_EVERY_S = 2.0  # a `rows_scored` point at most this often: progress in 
 
 def main(argv: list[str] | None = None) -> None:
     readable_output()
+    if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:  # a pool the user chose stays
+        # Streaming allocates and frees thousands of batches' buffers: Arrow's default mimalloc returns the
+        # pages and faults them back as zeroed huge pages, 0.3-0.5 CPU-s per million rows (docs/benchmarks.md).
+        import pyarrow as pa
+
+        pa.set_memory_pool(pa.system_memory_pool())
     exit_now(run(Path.cwd(), sys.argv[1:] if argv is None else argv))
 
 
