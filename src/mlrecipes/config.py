@@ -142,8 +142,9 @@ def kind_defaults(cfg: DictConfig) -> None:
     """The GBDT projects' model defaults by kind of data: a 0 or null in `model` (the MLproject's
     default for num_boost_round, learning_rate and max_depth / num_leaves; null for the other params)
     takes the value of the run's kind from `model_defaults.<kind>` (conf/model_defaults/images.yaml,
-    tuned on MNIST, or tables.yaml, chosen on tick tables), so a table never trains silently with
-    MNIST's coarse bins and column sampling, and `-P learning_rate=0.2` still sets it for either.
+    chosen on MNIST and Fashion-MNIST, or tables.yaml, chosen on tick tables), so a table never
+    trains silently with MNIST's coarse bins and column sampling, and `-P learning_rate=0.2` still
+    sets it for either.
     The kind is `model.tuned_for` (auto: images for an image set, tables otherwise). Afterwards
     `model_defaults` is dropped and a param no kind sets (still null) left out: the logged config
     holds what trained, and `model.tuned_for` which defaults it came from."""
