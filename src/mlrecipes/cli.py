@@ -178,7 +178,7 @@ def _dispatch(args, argv: list[str]) -> int:
             print(f"{name}\t{pool.get('slots', 1)}\t{pool.get('description', '')}")
         return 0
     if verb == "prepare-env":
-        path = launch.prepare_env(schedule.job(args.job))
+        path = launch.prepare_env(launch.job_named(schedule, args.job))
         print(f"[jobs] environment ready: {path or 'local (none)'}", flush=True)
         return 0
     if verb == "reap":

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from mlrecipes import cli
-from mlrecipes.launch import job_for
+from mlrecipes.errors import UserError
+from mlrecipes.launch import job_for, job_named
 from mlrecipes.paths import REPO_ROOT
 from mlrecipes.schedule import load_schedule
 
@@ -94,6 +95,19 @@ def test_an_adhoc_scoring_job_of_a_project_takes_the_profile_defaults():
     assert job.entry_point == "predict" and job.params == {} and job.schedule is None
     assert job.experiment == "xgboost-scoring" and job.env_manager == base.env_manager
     assert job_for(schedule, "ticks_scoring", "predict") is schedule.job("ticks_scoring")
+
+
+def test_the_launchers_prepare_env_child_finds_an_adhoc_job_by_its_name():
+    """`mlrecipes score xgboost` on a machine without the environment: the launcher's child runs
+    `prepare-env xgboost-predict`, which once failed with "unknown job"."""
+    schedule = load_schedule()
+    for name, entry_point in (("xgboost-predict", "predict"), ("lightgbm-sweep", "sweep")):
+        job = job_named(schedule, name)
+        assert (job.name, job.entry_point) == (name, entry_point)
+        assert job.env_manager == job_for(schedule, name.split("-")[0], entry_point).env_manager
+    assert job_named(schedule, "xgboost") is schedule.job("xgboost")
+    with pytest.raises(UserError, match="unknown job 'nosuch-predict'"):
+        job_named(schedule, "nosuch-predict")
 
 
 def test_console_script_and_python_m_are_the_same_command():

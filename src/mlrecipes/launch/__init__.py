@@ -13,6 +13,7 @@ from mlrecipes.launch.project import child_env, launch
 from mlrecipes.launch.verbs import (
     composed_config,
     job_for,
+    job_named,
     list_jobs,
     reap_jobs,
     run_all,
@@ -20,5 +21,5 @@ from mlrecipes.launch.verbs import (
     with_tracking_uri,
 )
 
-__all__ = ["child_env", "composed_config", "environ_replaced", "job_for", "launch", "list_jobs", "prepare_env",
-           "reap_jobs", "run_all", "with_memory_limit", "with_tracking_uri"]
+__all__ = ["child_env", "composed_config", "environ_replaced", "job_for", "job_named", "launch", "list_jobs",
+           "prepare_env", "reap_jobs", "run_all", "with_memory_limit", "with_tracking_uri"]

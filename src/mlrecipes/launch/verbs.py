@@ -48,6 +48,17 @@ def job_for(schedule: Schedule, target: str, entry_point: str) -> Job:
                    experiment=experiment, description=f"ad-hoc {entry_point} of project {target}")
 
 
+def job_named(schedule: Schedule, name: str) -> Job:
+    """A job of the schedule, or an ad-hoc job by the name job_for gave it (`<project>-<entry point>`):
+    the launcher hands that name to its `prepare-env` child."""
+    if name not in schedule.jobs and name not in schedule.invalid:
+        for entry_point in ("predict", "sweep"):
+            project = name.removesuffix(f"-{entry_point}")
+            if project != name and any(j.project == project for j in schedule.jobs.values()):
+                return job_for(schedule, project, entry_point)
+    return schedule.job(name)
+
+
 def composed_config(job: Job, params: dict) -> str:
     """The config the job's entry point would compose (YAML), from MLflow's own rendering of the
     MLproject command: the same parameter defaults, substitution and quoting as `mlflow run`."""
