@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -56,12 +55,8 @@ def data_cfg(path: Path):
 
 
 def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def worker_peak_mb() -> float:
-    """A worker's peak RSS: VmHWM, since its exec (ru_maxrss is carried across exec, so a spawned
-    worker would report the peak of the process that forked it)."""
+    """This process's peak RSS: VmHWM, since its exec (ru_maxrss is carried across exec, so a spawned
+    worker, or this run's process, would report the peak of the process that started it)."""
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
 
@@ -107,7 +102,7 @@ def on_dask(path: Path, rounds: int, memory: str) -> dict:
         # Workers too small for the table pause: one line (the run's guard), never a wait forever.
         rows, results = steps.guard_workers(client, lambda: run(client))
         seconds = time.perf_counter() - started
-        workers = client.run(worker_peak_mb)
+        workers = client.run(peak_mb)
         return {"seconds": seconds, "rows": rows, "test_accuracy": results["test_accuracy"],
                 "driver_peak_rss_mb": peak_mb(), "worker_peak_rss_mb": sorted(workers.values()),
                 "worker_memory_limit": memory}
