@@ -309,7 +309,8 @@ def write_readme(results: dict) -> None:
         rows.append(f"| {c['ours']} | {c['peer']} | {shown} | {s(c['ours_seconds'])} | "
                     f"{s(c['peer_seconds'])} | {ratio} | {target} | {c['ours_final']:.4f} / {c['peer_final']:.4f} | "
                     f"{c['ours_peak_rss_mb']:.0f} / {c['peer_peak_rss_mb']:.0f} |")
-    rows += ["", "![test accuracy against training seconds, ours and the published peers](bench/results/curves.png)",
+    rows += ["", # the block sits in docs/benchmarks.md; the docs build copies curves.png there (docs/gen_reference.py)
+             "![test accuracy against training seconds, ours and the published peers](images/bench_curves.png)",
              "",
              "| run | test accuracy | training s | whole run s | peak RSS MB |", "| --- | ---: | ---: | ---: | ---: |"]
     for r in results["variants"] + results.get("peers", []):
