@@ -81,8 +81,9 @@ def fit(cfg, ds) -> recipe.Trained:
             params,
             train,
             num_boost_round=int(m.num_boost_round),
-            valid_sets=[train, val],
-            valid_names=["train", "validation"],
+            # the training rows only on request (eval.train_curve), as LightGBM's own default
+            valid_sets=[train, val] if cfg.eval.train_curve else [val],
+            valid_names=["train", "validation"] if cfg.eval.train_curve else ["validation"],
             # the test curve predicts with the first N rounds afterwards, also those past the best one
             keep_training_booster=bool(curve.every),
             callbacks=[

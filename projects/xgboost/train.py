@@ -59,7 +59,7 @@ def fit(cfg, ds) -> recipe.Trained:
                                        ref=dtrain, max_bin=int(params.get("max_bin", 256)))
     except xgb.core.XGBoostError as exc:
         raise UserError(f"xgboost rejected the data: {str(exc).splitlines()[0]}") from None
-    # Autolog records the xgboost params and the per-iteration train/validation metrics;
+    # Autolog records the xgboost params and the per-iteration metrics of the evals;
     # the recipe logs the model itself (with signature) and the datasets. Its weight importance
     # only for tables: MNIST's 784-bar chart says nothing and costs ~6 s to draw (explain: by gain).
     importance = ["weight"] if dtrain.num_col() <= recipe.MAX_IMPORTANCE_FEATURES else []
@@ -69,7 +69,8 @@ def fit(cfg, ds) -> recipe.Trained:
             params,
             dtrain,
             num_boost_round=int(m.num_boost_round),
-            evals=[(dtrain, "train"), (dval, "validation")],
+            # early stopping watches the last one; the training rows only on request (eval.train_curve)
+            evals=[*([(dtrain, "train")] if cfg.eval.train_curve else []), (dval, "validation")],
             early_stopping_rounds=int(m.early_stopping_rounds),
             verbose_eval=int(m.verbose_eval),
             callbacks=[*pruning.callbacks("xgboost"),  # inside a sweep only: report rounds, prune
@@ -106,7 +107,7 @@ def fit_dask(cfg, cd, client):
     m = cfg.model
     require(m.num_boost_round >= 1, f"model.num_boost_round must be >= 1, got {m.num_boost_round}")
     require(m.early_stopping_rounds >= 1, "model.early_stopping_rounds must be >= 1")
-    booster, params = boost.xgboost(client, cd, m, cfg.seed)
+    booster, params = boost.xgboost(client, cd, m, cfg.seed, train_curve=bool(cfg.eval.train_curve))
     mlflow.log_params({k: params[k] for k in ("objective", "num_class", "max_bin") if k in params})
     return steps.ClusterTrained("xgboost", booster,
                                 requirements=(XGBOOST, "numpy", "scipy", "pandas", "scikit-learn"))

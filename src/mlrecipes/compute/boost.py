@@ -58,8 +58,9 @@ def _persisted(client, part, features: list[str], seed: int):
     return X, y
 
 
-def xgboost(client, cd: ingest.ClusterData, model_cfg, seed: int):
-    """(booster up to the best round, params) from xgboost.dask with early stopping on validation."""
+def xgboost(client, cd: ingest.ClusterData, model_cfg, seed: int, train_curve: bool = False):
+    """(booster up to the best round, params) from xgboost.dask with early stopping on validation;
+    `train_curve`: the training rows' metrics every round too (eval.train_curve)."""
     import xgboost as xgb
     import xgboost.dask  # noqa: F401  (a submodule: not loaded by `import xgboost`)
     from omegaconf import OmegaConf
@@ -77,7 +78,7 @@ def xgboost(client, cd: ingest.ClusterData, model_cfg, seed: int):
         dtrain = xgb.dask.DaskQuantileDMatrix(client, X, y, max_bin=max_bin, enable_categorical=True)
         dval = xgb.dask.DaskQuantileDMatrix(client, Xv, yv, ref=dtrain, max_bin=max_bin, enable_categorical=True)
         out = xgb.dask.train(client, params, dtrain, num_boost_round=int(model_cfg.num_boost_round),
-                             evals=[(dtrain, "train"), (dval, "validation")],
+                             evals=[*([(dtrain, "train")] if train_curve else []), (dval, "validation")],
                              early_stopping_rounds=int(model_cfg.early_stopping_rounds),
                              verbose_eval=int(model_cfg.get("verbose_eval") or 0) or False)
     except xgb.core.XGBoostError as exc:
