@@ -47,6 +47,10 @@ def peer(project: str, path: Path, run, env: dict) -> dict:
     p = run.data.params
     params = {k.removeprefix("model.params."): yaml.safe_load(v) for k, v in p.items() if k.startswith("model.params.")}
     params.update({k: yaml.safe_load(p[k]) for k in ("objective", "num_class") if k in p})
+    # Without them XGBoost's default objective (a regression, one tree a round) would be timed against
+    # our three-class model: how this bench compared XGBoost until 2026-12-07.
+    if "objective" not in params:
+        raise SystemExit(f"run {run.info.run_id} logged no objective: the peer would train another model")
     if "seed" in p:
         params["seed"] = int(p["seed"])
     if "metric" in p and project == "lightgbm":

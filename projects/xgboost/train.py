@@ -79,6 +79,8 @@ def fit(cfg, ds) -> recipe.Trained:
     except xgb.core.XGBoostError as exc:  # bad params surface here, e.g. max_depth=-1
         raise UserError(f"xgboost rejected the parameters: {str(exc).splitlines()[0]}") from None
     curve.finish(lambda rounds, X: booster.predict(X, iteration_range=(0, rounds)))
+    # What the task chose (autolog leaves them out; the rest are the config's model.params.*), as on a cluster.
+    mlflow.log_params({k: params[k] for k in ("objective", "num_class") if k in params})
     best = booster[: booster.best_iteration + 1]  # keep only the early-stopped trees
     # Total gain (LightGBM's "gain") and split counts per feature, 0 for a feature never split on;
     # contributions of a test sample (TreeSHAP).
