@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from mlflow.types.utils import _infer_schema
 
-from mlrecipes import tracking
+from mlrecipes import data, tracking
 
 
 def frames():
@@ -37,15 +37,20 @@ def test_the_schema_is_mlflows_own_inference(frame):
         assert tracking.schema(frame) == _infer_schema(frame)
 
 
-def test_the_logged_dataset_carries_that_schema(tracking_uri):
+def test_every_logged_split_carries_that_schema(tracking_uri):
+    """Through log_dataset, as a run logs a table's splits."""
     frame = next(frames())
+    y = frame.pop("direction").to_numpy()
+    ds = data.Dataset("ticks", "s3://lake/ticks", frame, y, frame.iloc[:100], y[:100], frame.iloc[:50], y[:50],
+                      ["down", "flat", "up"], feature_names=list(frame.columns), target="direction")
     with mlflow.start_run() as run:
-        dataset = mlflow.data.from_pandas(frame, source="s3://lake/ticks", targets="direction", name="ticks-train")
-        dataset.schema = tracking.schema(frame)
-        mlflow.log_input(dataset, context="training")
-    (logged,) = mlflow.get_run(run.info.run_id).inputs.dataset_inputs
-    columns = json.loads(logged.dataset.schema)["mlflow_colspec"]
+        tracking.log_dataset(ds)
+    logged = {i.dataset.name: i.dataset for i in mlflow.get_run(run.info.run_id).inputs.dataset_inputs}
+    assert set(logged) == {"ticks-train", "ticks-validation", "ticks-test"}
+    columns = json.loads(logged["ticks-train"].schema)["mlflow_colspec"]
     assert [(c["name"], c["type"], c["required"]) for c in columns] == [
         ("price", "float", False), ("size", "float", True), ("symbol", "string", False),
         ("venue", "string", True), ("direction", "long", True)]
-    assert json.loads(logged.dataset.profile)["num_rows"] == len(frame)  # the whole split, not a sample
+    # the whole split, not a sample
+    assert [json.loads(logged[f"ticks-{part}"].profile)["num_rows"] for part in ("train", "validation", "test")] \
+        == [len(frame), 100, 50]
