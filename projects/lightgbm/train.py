@@ -65,16 +65,21 @@ def fit(cfg, ds) -> recipe.Trained:
     m = cfg.model
     require(m.num_boost_round >= 1, f"model.num_boost_round must be >= 1, got {m.num_boost_round}")
     require(m.early_stopping_rounds >= 1, "model.early_stopping_rounds must be >= 1")
-    X_train, X_val = tabular(ds, ds.X_train), tabular(ds, ds.X_val)
-    # the test curve's clock starts here: binning the Dataset (in lgb.train) is training work
-    curve = recipe.TestCurve(cfg, ds, prepare=lambda X: tabular(ds, X))
-    # pandas categoricals train as LightGBM categorical features; missing values stay NaN.
-    train = lgb.Dataset(X_train, label=ds.y_train)
-    val = lgb.Dataset(X_val, label=ds.y_val, reference=train)
     objective, metrics = OBJECTIVES[ds.objective]
     params = {"metric": metrics, **OmegaConf.to_container(m.params), "objective": objective, "seed": cfg.seed}
     if ds.objective == "multiclass":
         params["num_class"] = ds.num_classes
+    # the test curve's clock starts here: binning the Dataset is training work
+    curve = recipe.TestCurve(cfg, ds, prepare=lambda X: tabular(ds, X))
+    # pandas categoricals train as LightGBM categorical features; missing values stay NaN. Binned here,
+    # with the run's params (as lgb.train would), so that the training frame can go before training.
+    train = lgb.Dataset(tabular(ds, ds.X_train), label=ds.y_train, params=params)
+    try:
+        train.construct()
+    except lgb.basic.LightGBMError as exc:  # binning checks every parameter, e.g. num_leaves=1, max_bin=1
+        raise UserError(f"lightgbm rejected the parameters: {str(exc).splitlines()[0]}") from None
+    ds.release_training_rows()  # the Dataset holds the bins (free_raw_data: it dropped its frame)
+    val = lgb.Dataset(tabular(ds, ds.X_val), label=ds.y_val, reference=train)
     rounds = LogRounds()
     try:
         booster = lgb.train(

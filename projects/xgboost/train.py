@@ -59,6 +59,8 @@ def fit(cfg, ds) -> recipe.Trained:
                                        ref=dtrain, max_bin=int(params.get("max_bin", 256)))
     except xgb.core.XGBoostError as exc:
         raise UserError(f"xgboost rejected the data: {str(exc).splitlines()[0]}") from None
+    del X_train  # the DMatrix holds the bins; the frame is not read again
+    ds.release_training_rows()
     # Autolog records the xgboost params and the per-iteration metrics of the evals;
     # the recipe logs the model itself (with signature) and the datasets. Its weight importance
     # only for tables: MNIST's 784-bar chart says nothing and costs ~6 s to draw (explain: by gain).

@@ -272,6 +272,7 @@ def steps(cfg, fit: Callable, ds=None, register: bool = True) -> Outcome:
     if ds is None:
         ingest_started = time.perf_counter()
         ds = data.load(cfg.data, task)
+        ds.single_use = True  # this fit's alone: it may drop the training rows it has copied
         mlflow.log_metric("ingest_seconds", time.perf_counter() - ingest_started)  # read + type + split
     tracking.log_dataset(ds)
     require(ds.feature_names is not None or not (cfg.get("features") or {}).get("define"),

@@ -345,3 +345,48 @@ def test_a_flat_directory_of_files_has_no_partition_columns(tmp_path):
 def test_hive_names_are_the_key_folders_of_a_file():
     assert tables.hive_names(["/d/t/date=2026-01-02/symbol=A/part-0.parquet"], "/d/t/") == ["date", "symbol"]
     assert tables.hive_names(["bucket/t/part-0.parquet"], "bucket/t") == []
+
+
+def test_rows_without_a_target_dropped_column_by_column_give_the_filtered_tables_frames(ticks):
+    """from_arrow drops rows without a target a column at a time (filtering the table would copy it
+    whole): the parts equal those of the table filtered beforehand, each column its own block."""
+    from mlrecipes.data import ingest
+
+    config = cfg(ticks["parquet"], split="time", time_column="ts", exclude=["date", "next_return", "up", "price"])
+    table = tables.open_table(config).read(None).drop_columns(["date"])  # the partition column: excluded
+    features = ["venue", "f0", "f1", "f2", "f3", "f4", "f5", "symbol"]
+    assert table["direction"].null_count > 0
+    filtered = table.filter(pc.is_valid(table["direction"]))
+
+    def load(arrow):
+        return ingest.from_arrow(config, "classification", lambda: arrow, features, uri="t", describe="t", lineage={})
+
+    dropping, plain = load(table), load(filtered)
+    assert dropping.params["data.rows.dropped_missing_target"] == table["direction"].null_count
+    assert plain.params["data.rows.dropped_missing_target"] == 0
+    for part in ("train", "val", "test"):
+        pd.testing.assert_frame_equal(getattr(dropping, f"X_{part}"), getattr(plain, f"X_{part}"))
+        np.testing.assert_array_equal(getattr(dropping, f"y_{part}"), getattr(plain, f"y_{part}"))
+        assert getattr(dropping, f"X_{part}")._mgr.nblocks == len(features)  # no stacked copy of the floats
+    assert dropping.test_strings["symbol"].tolist() == plain.test_strings["symbol"].tolist()
+
+
+@pytest.mark.parametrize("missing", [[None, np.nan], [None, None]])  # nulls only: the mask is null there, not false
+def test_a_float_target_drops_null_and_nan_rows(missing):
+    from mlrecipes.data import ingest
+
+    arrow = pa.table({"x": pa.array(np.arange(40.0)), "y": pa.array([1.0, *missing, 2.0] * 10)})
+    config = cfg("t", target="y", exclude=[])
+    ds = ingest.from_arrow(config, "regression", lambda: arrow, ["x"], uri="t", describe="t", lineage={})
+    assert ds.params["data.rows.dropped_missing_target"] == 20
+    kept = np.concatenate([ds.X_train["x"], ds.X_val["x"], ds.X_test["x"]])
+    assert sorted(kept.tolist()) == [float(x) for x in range(40) if x % 4 in (0, 3)]
+
+
+def test_a_fit_drops_the_training_rows_only_of_data_read_for_it(ticks):
+    ds = data.load(cfg(ticks["parquet"]))
+    ds.release_training_rows()  # read for a sweep's several fits (the default): kept
+    assert ds.X_train is not None
+    ds.single_use = True  # what recipe.steps sets on the data it reads for its one fit
+    ds.release_training_rows()
+    assert ds.X_train is None and len(ds.y_train) > 0

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from mlrecipes import memory
+
 
 class TaskShape:
     """What a data set's `task` and `class_names` (fields of the dataclass using it) decide: shared by
@@ -54,6 +56,17 @@ class Dataset(TaskShape):
     # The test rows of data.report_by when it is no feature (a partition such as date, an excluded
     # id), as read: what the per-value table groups by (test_rows).
     test_columns: dict[str, np.ndarray] = field(default_factory=dict)
+    # Read for one fit only (recipe.steps sets it on the data it loads; a sweep fits its data once
+    # per trial and leaves it False): that fit may drop X_train once its model holds the rows.
+    single_use: bool = False
+
+    def release_training_rows(self) -> None:
+        """Drop X_train once the model holds its own copy of those rows (XGBoost's QuantileDMatrix
+        bins): the float32 training frame of a 5 M-row table is ~290 MB of the run's peak, and
+        nothing after fit reads it. Data read for several fits keeps it."""
+        if self.single_use:
+            self.X_train = None
+            memory.trim()
 
     def scoring_input(self):
         """The test rows as scoring gives them to a logged model: images as (n, 784) float pixels in

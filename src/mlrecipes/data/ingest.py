@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mlrecipes import memory
 from mlrecipes.data import columns, splits, tables
 from mlrecipes.data.dataset import Dataset
 from mlrecipes.errors import UserError, require
@@ -82,19 +83,20 @@ def load_table(cfg, task: str = "classification") -> Dataset:
     describe, names = source.describe(), source.columns
     require_target(str(cfg.target), names, describe)
     fs = checked_feature_set(cfg, source.schema)
-    features, read = columns.select_columns(cfg, names, source.schema)
+    features, read_columns = columns.select_columns(cfg, names, source.schema)
     needed = fs.columns_needed()
-    arrow = source.read(columns.projection([*read, *needed], features, source.schema, exact=needed))
-    if fs:
-        arrow = with_features(arrow, fs)
-        features = [*features, *fs.names]
+
+    def read():  # called by from_arrow, which then holds the table's only reference
+        arrow = source.read(columns.projection([*read_columns, *needed], features, source.schema, exact=needed))
+        return with_features(arrow, fs) if fs else arrow
+
     lineage = {"data.source.uri": source.uri, "data.source.kind": source.kind}
     if source.version is not None:
         lineage["data.source.version"] = source.version
     if source.filter_text:
         lineage["data.source.filter"] = source.filter_text
-    return from_arrow(cfg, task, arrow, features, uri=source.uri, describe=describe, lineage=lineage,
-                      definition=fs.to_dict() if fs else None)
+    return from_arrow(cfg, task, read, [*features, *fs.names] if fs else features, uri=source.uri,
+                      describe=describe, lineage=lineage, definition=fs.to_dict() if fs else None)
 
 
 def with_features(arrow, fs):
@@ -116,14 +118,17 @@ def with_features(arrow, fs):
     return arrow
 
 
-def from_arrow(cfg, task: str, arrow, features: list[str], *, uri: str, describe: str,
+def from_arrow(cfg, task: str, read, features: list[str], *, uri: str, describe: str,
                lineage: dict, definition: dict | None = None) -> Dataset:
     """The Dataset of an Arrow table holding `features` and the columns `select_columns` reads
-    besides (target, time, split, report_by). `definition`: the feature definition the table's
-    computed features came from, carried to the model."""
+    besides (target, time, split, report_by). `read`: returns that table; called here so that this
+    function holds its only reference and frees each column once typed (a caller's reference would
+    keep the whole table alive beside its typed copy: twice its size at the peak). `definition`: the
+    feature definition the table's computed features came from, carried to the model."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    arrow = read()
     target = str(cfg.target)
     rows_read = arrow.num_rows
     require(rows_read > 0, f"no rows in {describe}" + (": the filter leaves none" if " where " in describe else ""))
@@ -139,16 +144,24 @@ def from_arrow(cfg, task: str, arrow, features: list[str], *, uri: str, describe
     if time_column:
         keep = pc.and_(keep, pc.is_valid(arrow.column(time_column)))
     before = arrow.num_rows
-    arrow = arrow.filter(keep)
-    require(arrow.num_rows > 0, f"target column '{target}' has no values: all {before} rows miss it")
-    y, names = columns.target_values(arrow.column(target), target, task)
+    every_row = pc.all(keep, skip_nulls=False).as_py() is True
 
-    train, val, test, split_params = splits.split_table(cfg, arrow, y if task == "classification" else None)
-    X = {name: columns.feature(arrow.column(name)) for name in features}
-    report_by = cfg.get("report_by")
-    test_columns = ({report_by: columns.as_read(arrow.column(report_by), test)}
+    def kept(column):  # column by column: filtering the table would copy all of it at once
+        return column if every_row else column.filter(keep)
+
+    split_column, report_by = cfg.get("split_column"), cfg.get("report_by")
+    head = pa.table({name: kept(arrow.column(name))
+                     for name in dict.fromkeys(c for c in (target, time_column, split_column, report_by) if c)})
+    require(head.num_rows > 0, f"target column '{target}' has no values: all {before} rows miss it")
+    y, names = columns.target_values(head.column(target), target, task)
+    train, val, test, split_params = splits.split_table(cfg, head, y if task == "classification" else None)
+    test_columns = ({report_by: columns.as_read(head.column(report_by), test)}
                     if report_by and report_by not in features else {})
-    del arrow
+    X = {}
+    for name in features:  # each column typed, then dropped: the table shrinks as the features grow
+        X[name] = columns.feature(kept(arrow.column(name)))
+        arrow = arrow.drop_columns([name])
+    del arrow, head
     # String features become categoricals whose categories are the training rows' values: a
     # category first seen in validation, test or scoring is a missing value, not a crash.
     categories, test_strings = {}, {}
@@ -165,8 +178,8 @@ def from_arrow(cfg, task: str, arrow, features: list[str], *, uri: str, describe
         transform.fit(transformer, X, numbers, train)
     params = {"data.rows.read": rows_read, "data.rows.dropped_missing_target": before - len(y),
               **lineage, **split_params}
-    parts = [_frame(X, rows, categories) for rows in (train, val, test)]
-    del X
+    parts = _frames(X, (train, val, test), categories)
+    memory.trim()  # the pages malloc kept from typing and splitting the columns
     return TableDataset(
         name=str(cfg.name), source=uri, X_train=parts[0], y_train=y[train], X_val=parts[1], y_val=y[val],
         X_test=parts[2], y_test=y[test], class_names=names, feature_names=list(features),
@@ -175,8 +188,17 @@ def from_arrow(cfg, task: str, arrow, features: list[str], *, uri: str, describe
     )
 
 
-def _frame(X: dict, rows: np.ndarray, categories: dict):
+def _frames(X: dict, row_sets: tuple, categories: dict) -> list:
+    """One DataFrame per row set, emptying `X` a column at a time (the typed table is held once,
+    not beside its parts); each column its own block (copy=False): pandas would otherwise stack
+    the float32 columns into one array, a second copy of every part."""
     import pandas as pd
 
-    return pd.DataFrame({name: pd.Categorical.from_codes(col[rows], categories=categories[name])
-                         if name in categories else col[rows] for name, col in X.items()})
+    parts = [{} for _ in row_sets]
+    for name in list(X):
+        col = X.pop(name)
+        for part, rows in zip(parts, row_sets, strict=True):
+            part[name] = (pd.Categorical.from_codes(col[rows], categories=categories[name])
+                          if name in categories else col[rows])
+        del col
+    return [pd.DataFrame(part, copy=False) for part in parts]

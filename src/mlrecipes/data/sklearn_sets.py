@@ -18,4 +18,5 @@ def breast_cancer(cfg, task: str = "classification") -> Dataset:
     describe = "sklearn.datasets.load_breast_cancer"
     ingest.require_target(str(cfg.target), arrow.column_names, describe)
     features, read = columns.select_columns(cfg, arrow.column_names, arrow.schema)
-    return ingest.from_arrow(cfg, task, arrow.select(read), features, uri=describe, describe=describe, lineage={})
+    return ingest.from_arrow(cfg, task, lambda: arrow.select(read), features, uri=describe, describe=describe,
+                             lineage={})
