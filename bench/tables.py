@@ -70,7 +70,7 @@ def peer(project: str, path: Path, run, env: dict) -> dict:
 
 def project_python(project: str) -> str:
     """The interpreter of the project's newest MLflow environment that imports its library."""
-    module = {"xgboost": "xgboost", "lightgbm": "lightgbm"}[project]
+    module = {"xgboost": "xgboost", "lightgbm": "lightgbm", "tf_mnist": "tensorflow", "torch_mnist": "torch"}[project]
     envs = sorted((Path.home() / ".mlflow" / "envs").glob("mlflow-*/bin/python"), key=lambda p: -p.stat().st_mtime)
     for python in envs:
         if subprocess.run([str(python), "-c", f"import {module}, pandas"], capture_output=True).returncode == 0:
