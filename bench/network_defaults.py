@@ -22,13 +22,12 @@ import subprocess
 import sys
 import time
 
+from image_defaults import SETS  # where the two image sets live: one definition for both benches
 from readme_block import write_block
 from run import REPO, WORK, machine
 from tables import project_python
 
 OUT = REPO / "bench" / "results" / "network_defaults.json"
-SETS = {"mnist": os.environ.get("MNIST_DIR", "/work/shared/data"),
-        "fashion_mnist": str(REPO / "bench" / "work" / "data")}
 VARIANTS = [("tf_mnist", "mlp"), ("tf_mnist", "cnn"), ("torch_mnist", "mlp"), ("torch_mnist", "cnn")]
 
 

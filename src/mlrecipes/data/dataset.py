@@ -61,9 +61,9 @@ class Dataset(TaskShape):
     single_use: bool = False
 
     def release_training_rows(self) -> None:
-        """Drop X_train once the model holds its own copy of those rows (XGBoost's QuantileDMatrix
-        bins): the float32 training frame of a 5 M-row table is ~290 MB of the run's peak, and
-        nothing after fit reads it. Data read for several fits keeps it."""
+        """Drop X_train once the model holds its own copy of those rows (XGBoost's QuantileDMatrix,
+        LightGBM's binned Dataset): the float32 training frame of a 5 M-row table is ~290 MB of the
+        run's peak, and nothing after fit reads it. Data read for several fits keeps it."""
         if self.single_use:
             self.X_train = None
             memory.trim()
