@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/fashion_mnist.py          # once: Fashion-MNIST into bench/work/data/
     nice -n 5 .venv/bin/python bench/network_defaults.py [--sets fashion_mnist mnist] [--only tf_mnist/cnn ...]
+    nice -n 5 .venv/bin/python bench/network_defaults.py --only tf_mnist/cnn torch_mnist/cnn --epochs 5 7 9
 
 For each set, project (tf_mnist, torch_mnist) and arch (mlp, cnn): `ours` is the project's train.py
 with its defaults (the run's own code, in the project's MLflow environment): its validation accuracy
@@ -10,7 +11,8 @@ with its defaults (the run's own code, in the project's MLflow environment): its
 the same images with the library's defaults (Adam at 1e-3, constant; batch 32; plain cross-entropy;
 no augmentation) for the same CPU seconds. The test images are never scored. Writes
 bench/results/network_defaults.json and the benchmarks page's network_defaults block; figures are
-written, never asserted.
+written, never asserted. `--epochs`: ours only, once per number of epochs (`train.epochs=N`, the
+one-cycle schedule stretched over them), for the choice of that default (the network_epochs block).
 """
 
 from __future__ import annotations
@@ -31,12 +33,12 @@ OUT = REPO / "bench" / "results" / "network_defaults.json"
 VARIANTS = [("tf_mnist", "mlp"), ("tf_mnist", "cnn"), ("torch_mnist", "mlp"), ("torch_mnist", "cnn")]
 
 
-def ours(python: str, project: str, arch: str, set_name: str, env: dict) -> dict:
+def ours(python: str, project: str, arch: str, set_name: str, env: dict, extra: tuple[str, ...] = ()) -> dict:
     import mlflow
 
     argv = [python, str(REPO / "projects" / project / "train.py"), f"data={set_name}", f"data.dir={SETS[set_name]}",
             f"arch={arch}", "gate.threshold=0",
-            f"registry.model_name=bench-{set_name}-{project}-{arch}"]
+            f"registry.model_name=bench-{set_name}-{project}-{arch}", *extra]
     started = time.perf_counter()
     done = subprocess.run(argv, cwd=WORK, env=env, capture_output=True, text=True)  # its mlruns/ there
     if done.returncode:
@@ -64,7 +66,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", nargs="+", default=["fashion_mnist", "mnist"], choices=sorted(SETS))
     parser.add_argument("--only", nargs="+", help="PROJECT/ARCH, e.g. torch_mnist/cnn")
-    parser.add_argument("--docs-only", action="store_true", help="rewrite the docs block from the JSON")
+    parser.add_argument("--epochs", nargs="+", type=int, help="ours only, once per number of epochs")
+    parser.add_argument("--docs-only", action="store_true", help="rewrite the docs blocks from the JSON")
     args = parser.parse_args()
     if args.docs_only:
         write_docs(json.loads(OUT.read_text()))
@@ -73,13 +76,26 @@ def main() -> int:
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{WORK / 'network_defaults.db'}",
            "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONPATH": str(REPO / "src"), "TF_CPP_MIN_LOG_LEVEL": "2"}
     results = json.loads(OUT.read_text()) if OUT.exists() else {"rows": []}
-    results.update({"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(),
-                    "clock": "CPU seconds of the process (all its threads) while training"})
+    now = time.strftime("%Y-%m-%d %H:%M")
+    if not args.epochs:  # the epochs rows carry their own date: the comparison's stays its own
+        results.update({"date": now, "machine": machine(),
+                        "clock": "CPU seconds of the process (all its threads) while training"})
     for set_name in args.sets:
         for project, arch in VARIANTS:
             if args.only and f"{project}/{arch}" not in args.only:
                 continue
             python = project_python(project)
+            if args.epochs:
+                for n in args.epochs:
+                    print(f"{set_name} {project}/{arch}: {n} epochs ...", flush=True)
+                    row = {"set": set_name, "project": project, "arch": arch, "epochs": n, "date": now,
+                           "ours": ours(python, project, arch, set_name, env, (f"train.epochs={n}",))}
+                    print(f"  {row['ours']}", flush=True)
+                    key = (set_name, project, arch, n)
+                    results["epochs"] = [r for r in results.get("epochs", [])
+                                         if (r["set"], r["project"], r["arch"], r["epochs"]) != key] + [row]
+                    OUT.write_text(json.dumps(results, indent=2) + "\n")
+                continue
             print(f"{set_name} {project}/{arch}: ours ...", flush=True)
             row = {"set": set_name, "project": project, "arch": arch,
                    "ours": ours(python, project, arch, set_name, env)}
@@ -114,6 +130,28 @@ def write_docs(results: dict) -> None:
              f"{m['memory_gb']} GB; measured {results['date']} "
              f"(`bench/results/network_defaults.json`)."]
     write_block("network_defaults", "\n".join(rows))
+    if results.get("epochs"):
+        write_block("network_epochs", epochs_block(results))
+
+
+def epochs_block(results: dict) -> str:
+    """Validation accuracy by number of epochs, per network and set, and the mean over the sets."""
+    runs = {(r["project"], r["arch"], r["epochs"], r["set"]): r["ours"] for r in results["epochs"]}
+    sets = [s for s in SETS if any(k[3] == s for k in runs)]
+    head = " | ".join(f"{s}: validation accuracy | CPU s" for s in sets)
+    rows = [f"| network | epochs | {head} | mean accuracy |",
+            "| --- | ---: |" + " ---: | ---: |" * len(sets) + " ---: |"]
+    for project, arch, n in sorted({k[:3] for k in runs}):
+        got = [runs.get((project, arch, n, s), {}) for s in sets]
+        cells = " | ".join(f"{o['val_accuracy']:.4f} | {o['cpu_seconds']:.0f}" if "val_accuracy" in o
+                           else f"{o.get('error', 'not run')} | " for o in got)
+        ok = [o["val_accuracy"] for o in got if "val_accuracy" in o]
+        mean = f"{sum(ok) / len(ok):.4f}" if len(ok) == len(sets) else ""
+        rows.append(f"| {project} {arch} | {n} | {cells} | {mean} |")
+    dates = sorted({r["date"] for r in results["epochs"]})
+    rows += ["", f"The run's own validation images; CPU seconds of training. Measured {', '.join(dates)} "
+             f"(`bench/results/network_defaults.json`, `epochs`)."]
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":
