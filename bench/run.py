@@ -66,6 +66,9 @@ TARGETS = [
     ("torch_mnist:cnn", "pytorch-examples-mnist", 0.99, None),
     ("torch_mnist:cnn", "pytorch-examples-mnist", 0.992, None),
 ]
+# Final test accuracy each run should end at (`final_met`, in the JSON only). The CNNs' 99.35 % was met with
+# their augmentation (99.34 / 99.36 %); the defaults chosen on two image sets train without it and end at
+# 99.22 % (tf) and 99.28 % (torch): the target stays, missed, rather than be lowered to what they reach.
 FINAL_TARGET = {"xgboost": 0.977, "lightgbm": 0.977, "tf_mnist:mlp": 0.985, "torch_mnist:mlp": 0.985,
                 "tf_mnist:cnn": 0.9935, "torch_mnist:cnn": 0.9935}
 
