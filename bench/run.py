@@ -249,7 +249,7 @@ def comparisons(rows: dict[str, dict]) -> list[dict]:
             fastest = min((t for t in runs if t is not None), default=None)
             each = {"peer_seconds_each_run": runs,
                     "peer_over_ours_fastest_run": round(fastest / ta, 2) if ta and fastest else None}
-        # How far above the level ours' crossing snapshot is: 0.0000 means one test image fewer would
+        # Ours' accuracy at the snapshot that crossed: exactly the level means one test image fewer would
         # move the crossing to the next snapshot (another CPU's kernels may round it that way).
         crossed = next((p["test_accuracy"] for p in a["curve"] if p["test_accuracy"] >= level - ACCURACY_SLACK), None)
         out.append({"ours": ours, "peer": peer, "threshold": threshold, "level": level,
