@@ -62,10 +62,21 @@ def cpu_flags() -> list[str]:
 
 
 def make_augment(aug):
-    """Random rotation / shift / zoom of each training image (models.random_affine); None: off."""
+    """Random rotation / shift / zoom of each training image (models.random_affine); None: off.
+
+    Checked here, in one line: with the default null, composing the config has no default whose shape
+    an override (`arch.augment=5`, a key missing) must keep."""
     if not aug:
         return lambda x: x
-    return lambda x: models.random_affine(x, float(aug.degrees), float(aug.translate), tuple(aug.scale))
+    try:
+        unknown = set(aug) - {"degrees", "translate", "scale"}
+        degrees, translate = float(aug["degrees"]), float(aug["translate"])
+        scale = tuple(float(s) for s in aug["scale"])
+    except (TypeError, KeyError, ValueError):
+        unknown, scale = None, ()
+    require(unknown == set() and len(scale) == 2,
+            f"arch.augment must be null or {{degrees: D, translate: T, scale: [LOW, HIGH]}}, got {aug}")
+    return lambda x: models.random_affine(x, degrees, translate, scale)
 
 
 def as_images(X: np.ndarray, device) -> torch.Tensor:

@@ -74,6 +74,10 @@ def test_variant_trains_logs_and_registers(run_project, tracking_uri, arch):
         ("arch=transformer", "error: unknown arch 'transformer'; valid: cnn, mlp"),
         ("device=tpu", "error: unknown device 'tpu'; valid: auto, cpu, cuda"),
         (f"{LOW_GATE} arch.dropout=1.5", "error: arch.dropout must be in [0, 1), got 1.5"),
+        (f"{LOW_GATE} arch=cnn arch.augment=5",
+         "error: arch.augment must be null or {degrees: D, translate: T, scale: [LOW, HIGH]}, got 5"),
+        (f"{LOW_GATE} arch=cnn arch.augment={{degrees:8}}",
+         "error: arch.augment must be null or {degrees: D, translate: T, scale: [LOW, HIGH]}, got {'degrees': 8}"),
     ],
 )
 def test_unknown_value_fails_cleanly(run_project, tracking_uri, param, expected):
