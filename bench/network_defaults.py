@@ -26,7 +26,7 @@ import time
 
 from image_defaults import SETS  # where the two image sets live: one definition for both benches
 from readme_block import write_block
-from run import REPO, WORK, machine
+from run import REPO, WORK, latest_run, machine
 from tables import project_python
 
 OUT = REPO / "bench" / "results" / "network_defaults.json"
@@ -43,10 +43,8 @@ def ours(python: str, project: str, arch: str, set_name: str, env: dict, extra: 
     done = subprocess.run(argv, cwd=WORK, env=env, capture_output=True, text=True)  # its mlruns/ there
     if done.returncode:
         return {"error": f"exit {done.returncode}", "tail": done.stderr[-2000:]}
-    run = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"]).search_runs(
-        [e.experiment_id for e in mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"]).search_experiments()],
-        f"tags.`mlrecipes.project` = '{project}' and tags.`mlrecipes.variant` = '{arch}'",
-        order_by=["attributes.start_time DESC"], max_results=1)[0]
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    run = latest_run(client, project, arch, [e.experiment_id for e in client.search_experiments()])
     m, params = run.data.metrics, run.data.params
     return {"val_accuracy": round(m["val_accuracy"], 4), "epochs": params.get("epochs") or params.get("train.epochs"),
             "cpu_seconds": round(m["train_cpu_seconds"], 1), "train_seconds": round(m["train_seconds"], 1),

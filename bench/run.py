@@ -107,12 +107,14 @@ def mlflow_run_argv(project: str, params: dict) -> list[str]:
     return argv
 
 
-def latest_run(client, project: str, variant: str | None):
-    exp = client.get_experiment_by_name("mnist-bench")
+def latest_run(client, project: str, variant: str | None, experiment_ids: list[str] | None = None):
+    """The newest run of a project (and variant) in the given experiments (default: mnist-bench's)."""
+    if experiment_ids is None:
+        experiment_ids = [client.get_experiment_by_name("mnist-bench").experiment_id]
     flt = f"tags.`mlrecipes.project` = '{project}'"
     if variant:
         flt += f" and tags.`mlrecipes.variant` = '{variant}'"
-    return client.search_runs([exp.experiment_id], flt, order_by=["attributes.start_time DESC"], max_results=1)[0]
+    return client.search_runs(experiment_ids, flt, order_by=["attributes.start_time DESC"], max_results=1)[0]
 
 
 def env_python(log_text: str) -> str | None:
@@ -192,9 +194,15 @@ def log_curve(text: str) -> list[dict]:
 ACCURACY_SLACK = 1e-7
 
 
+def crossing(curve: list[dict], threshold: float) -> dict | None:
+    """The first evaluation at or above the threshold; None: never reached."""
+    return next((p for p in curve if p["test_accuracy"] >= threshold - ACCURACY_SLACK), None)
+
+
 def time_to(curve: list[dict], threshold: float) -> float | None:
     """Training seconds at the first evaluation at or above the threshold; None: never reached."""
-    return next((p["seconds"] for p in curve if p["test_accuracy"] >= threshold - ACCURACY_SLACK), None)
+    point = crossing(curve, threshold)
+    return None if point is None else point["seconds"]
 
 
 def median_curve(curves: list[list[dict]]) -> list[dict]:
@@ -251,7 +259,7 @@ def comparisons(rows: dict[str, dict]) -> list[dict]:
                     "peer_over_ours_fastest_run": round(fastest / ta, 2) if ta and fastest else None}
         # Ours' accuracy at the snapshot that crossed: exactly the level means one test image fewer would
         # move the crossing to the next snapshot (another CPU's kernels may round it that way).
-        crossed = next((p["test_accuracy"] for p in a["curve"] if p["test_accuracy"] >= level - ACCURACY_SLACK), None)
+        crossed = (crossing(a["curve"], level) or {}).get("test_accuracy")
         out.append({"ours": ours, "peer": peer, "threshold": threshold, "level": level,
                     "ours_seconds": ta, "peer_seconds": tb, **each, "ours_accuracy_at_crossing": crossed,
                     "peer_over_ours": ratio, "target_ours_over_peer": target,
