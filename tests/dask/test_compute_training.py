@@ -109,3 +109,42 @@ def test_a_worker_killed_mid_training_fails_the_run_in_one_retryable_line(tracki
     with mlflow.start_run():  # the retry
         assert steps.run(composed("xgboost", ticks["parquet"], dask_cfg), module.fit_dask) is None
     assert mlflow.MlflowClient().search_registered_models()[0].name == "ticks-xgboost"
+
+
+@pytest.mark.parametrize("pinned", ["first", "every"])
+def test_matrices_placed_on_different_workers_are_placed_again_before_training(pinned, tracking_uri, ticks,
+                                                                              dask_client, monkeypatch, capsys):
+    """A worker that joins while the matrices are built (the nanny restarting a killed one) can leave the
+    validation rows on fewer workers than the training rows: xgboost would fail on the worker without
+    them ("A worker cannot have empty input", a user error). Simulated by pinning a validation placement
+    to one worker: once, the run places both parts again and trains; every time, the run ends in the
+    retryable one line and registers nothing."""
+    pytest.importorskip("xgboost")
+    import mlflow
+
+    from mlrecipes.compute import boost, spread, steps
+
+    client, dask_cfg = dask_client
+    module = project_module("xgboost")
+    monkeypatch.setattr(steps.cluster, "client", lambda cfg: borrowed(client))
+    real, calls = spread.across_workers, []
+    one = sorted(client.scheduler_info()["workers"])[0]
+
+    def across_workers(client_, frame, seed):
+        calls.append(frame)
+        if len(calls) == 2 or (pinned == "every" and len(calls) % 2 == 0):  # validation: one partition, one worker
+            return client_.persist(frame.repartition(npartitions=1), workers=[one])
+        return real(client_, frame, seed)
+
+    monkeypatch.setattr(spread, "across_workers", across_workers)
+    with mlflow.start_run():
+        outcome = steps.run(composed("xgboost", ticks["parquet"], dask_cfg), module.fit_dask)
+    if pinned == "first":
+        assert outcome is None and len(calls) == 4  # training and validation placed twice
+        assert mlflow.MlflowClient().search_registered_models()[0].name == "ticks-xgboost"
+        return
+    assert outcome.status == "FAILED" and outcome.exit_code == steps.EXIT_RETRY
+    assert len(calls) == 2 * boost.PLACEMENTS
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "workers changed while the training data was placed" in lines[0], lines
+    assert mlflow.MlflowClient().search_registered_models() == []

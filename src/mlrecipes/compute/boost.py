@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 from mlrecipes.compute import ingest, metrics, spread
-from mlrecipes.errors import UserError, one_line
+from mlrecipes.errors import UserError, one_line, see
 
 XGB_METRICS = {"multiclass": ("multi:softprob", ["mlogloss", "merror"]),
                "binary": ("binary:logistic", ["logloss", "error"]),
@@ -58,6 +58,36 @@ def _persisted(client, part, features: list[str], seed: int):
     return X, y
 
 
+PLACEMENTS = 3
+
+
+def _xgboost_matrices(client, cd: ingest.ClusterData, max_bin: int, seed: int):
+    """(training, validation) DaskQuantileDMatrix held by the same workers.
+
+    xgboost.dask trains on every worker that holds a part of either matrix and fails on one that
+    holds no rows of one of them ("A worker cannot have empty input..."). The parts are spread over
+    the workers up when they are placed; a worker that joins meanwhile (a nanny restarting a killed
+    worker, an autoscaler) can take some of the tasks that build one matrix and none of the other's.
+    Then both are placed again, on the workers up now; a cluster that keeps changing is a lost worker
+    to the run (retryable), not an error in the user's data."""
+    import xgboost as xgb
+
+    from mlrecipes.compute import steps
+
+    for _ in range(PLACEMENTS):
+        X, y = _persisted(client, cd.train, cd.features, seed)
+        Xv, yv = _persisted(client, cd.validation, cd.features, seed)
+        dtrain = xgb.dask.DaskQuantileDMatrix(client, X, y, max_bin=max_bin, enable_categorical=True)
+        dval = xgb.dask.DaskQuantileDMatrix(client, Xv, yv, ref=dtrain, max_bin=max_bin, enable_categorical=True)
+        held = set(dtrain.worker_map), set(dval.worker_map)
+        if held[0] == held[1]:
+            return dtrain, dval
+    raise steps.WorkerLost(f"the Dask workers changed while the training data was placed (training rows on "
+                           f"{', '.join(sorted(held[0]))}; validation rows on {', '.join(sorted(held[1]))}, "
+                           f"{PLACEMENTS} times): nothing was registered; the run can be retried"
+                           + see("a-dask-worker-was-lost"))
+
+
 def xgboost(client, cd: ingest.ClusterData, model_cfg, seed: int, train_curve: bool = False):
     """(booster up to the best round, params) from xgboost.dask with early stopping on validation;
     `train_curve`: the training rows' metrics every round too (eval.train_curve)."""
@@ -72,11 +102,8 @@ def xgboost(client, cd: ingest.ClusterData, model_cfg, seed: int, train_curve: b
         params["num_class"] = cd.num_classes
     max_bin = int(params.get("max_bin") or 256)
     params["max_bin"] = max_bin  # the matrices' bins and the booster's must agree
-    X, y = _persisted(client, cd.train, cd.features, seed)
-    Xv, yv = _persisted(client, cd.validation, cd.features, seed)
     try:
-        dtrain = xgb.dask.DaskQuantileDMatrix(client, X, y, max_bin=max_bin, enable_categorical=True)
-        dval = xgb.dask.DaskQuantileDMatrix(client, Xv, yv, ref=dtrain, max_bin=max_bin, enable_categorical=True)
+        dtrain, dval = _xgboost_matrices(client, cd, max_bin, seed)
         out = xgb.dask.train(client, params, dtrain, num_boost_round=int(model_cfg.num_boost_round),
                              evals=[*([(dtrain, "train")] if train_curve else []), (dval, "validation")],
                              early_stopping_rounds=int(model_cfg.early_stopping_rounds),
