@@ -83,8 +83,8 @@ def _xgboost_matrices(client, cd: ingest.ClusterData, max_bin: int, seed: int):
         if held[0] == held[1]:
             return dtrain, dval
     raise steps.WorkerLost(f"the Dask workers changed while the training data was placed (training rows on "
-                           f"{', '.join(sorted(held[0]))}; validation rows on {', '.join(sorted(held[1]))}, "
-                           f"{PLACEMENTS} times): nothing was registered; the run can be retried"
+                           f"{', '.join(sorted(held[0]))}; validation rows on {', '.join(sorted(held[1]))}; "
+                           f"placed {PLACEMENTS} times): nothing was registered; the run can be retried"
                            + see("a-dask-worker-was-lost"))
 
 
